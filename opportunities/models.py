@@ -1,0 +1,270 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from opportunities.choices import (
+    AssignmentRole,
+    EMConfidence,
+    OutboxStatus,
+    Segment,
+    SyncKind,
+    SyncStatus,
+)
+
+
+class EngagementManagerQuerySet(models.QuerySet):
+    def active(self) -> EngagementManagerQuerySet:
+        return self.filter(active=True)
+
+    def unlinked(self) -> EngagementManagerQuerySet:
+        """EMs PS Plan cannot match to a GitLab user: an admin has to link them."""
+        return self.filter(gitlab_username="")
+
+
+class EngagementManager(models.Model):
+    """A Salesforce user named in `Engagement_Manager__c`, linked to a GitLab user and a login."""
+
+    name = models.CharField(max_length=200)
+    email = models.EmailField(blank=True)
+    salesforce_user_id = models.CharField(max_length=18, blank=True)
+    gitlab_username = models.CharField(max_length=255, blank=True)
+    gitlab_user_id = models.PositiveBigIntegerField(null=True, blank=True)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="engagement_manager",
+    )
+    active = models.BooleanField(default=True)
+
+    objects = EngagementManagerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["salesforce_user_id"],
+                condition=~Q(salesforce_user_id=""),
+                name="unique_em_salesforce_user",
+            ),
+            models.UniqueConstraint(
+                fields=["gitlab_username"],
+                condition=~Q(gitlab_username=""),
+                name="unique_em_gitlab_username",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Territory(models.Model):
+    """A Sales Territory exactly as Salesforce's Account shows it, and the segment it belongs to."""
+
+    name = models.CharField(max_length=255, unique=True)
+    segment = models.CharField(max_length=20, choices=Segment.choices)
+    engagement_managers = models.ManyToManyField(
+        EngagementManager, through="TerritoryAssignment", related_name="territories"
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "territories"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TerritoryAssignment(models.Model):
+    """Which EM works a territory; triage suggests the primary, the backup balances load."""
+
+    territory = models.ForeignKey(Territory, on_delete=models.CASCADE, related_name="assignments")
+    engagement_manager = models.ForeignKey(
+        EngagementManager, on_delete=models.CASCADE, related_name="assignments"
+    )
+    role = models.CharField(max_length=10, choices=AssignmentRole.choices, default=AssignmentRole.PRIMARY)
+
+    class Meta:
+        ordering = ["territory__name", "role"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["territory", "engagement_manager"], name="unique_territory_assignment"
+            ),
+            models.UniqueConstraint(
+                fields=["territory"],
+                condition=Q(role=AssignmentRole.PRIMARY),
+                name="one_primary_em_per_territory",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.territory} → {self.engagement_manager} ({self.get_role_display()})"
+
+
+class Account(models.Model):
+    salesforce_id = models.CharField(max_length=18, unique=True)
+    name = models.CharField(max_length=255)
+    sales_territory = models.CharField(max_length=255, blank=True)
+    territory = models.ForeignKey(
+        Territory, null=True, blank=True, on_delete=models.SET_NULL, related_name="accounts"
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class OpportunityQuerySet(models.QuerySet):
+    def open(self) -> OpportunityQuerySet:
+        return self.filter(is_closed=False)
+
+    def for_em(self, engagement_manager: EngagementManager) -> OpportunityQuerySet:
+        return self.filter(engagement_manager=engagement_manager)
+
+
+class Opportunity(models.Model):
+    """A Salesforce opportunity with its Professional Services section."""
+
+    salesforce_id = models.CharField(max_length=18, unique=True)
+    name = models.CharField(max_length=255)
+    account = models.ForeignKey(
+        Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="opportunities"
+    )
+    stage_name = models.CharField(max_length=100, blank=True)
+    forecast_category = models.CharField(max_length=100, blank=True)
+    is_closed = models.BooleanField(default=False)
+    is_won = models.BooleanField(default=False)
+    close_date = models.DateField(null=True, blank=True)
+    close_quarter = models.CharField(
+        max_length=4, blank=True, db_index=True, help_text="Fiscal quarter of CloseDate, e.g. Q325"
+    )
+    amount = models.DecimalField(max_digits=16, decimal_places=2, null=True, blank=True)
+    proserv_amount = models.DecimalField(max_digits=16, decimal_places=2, null=True, blank=True)
+    ps_value = models.DecimalField(max_digits=16, decimal_places=2, null=True, blank=True)
+    owner_salesforce_id = models.CharField(max_length=18, blank=True)
+    owner_name = models.CharField(max_length=255, blank=True)
+    engagement_manager = models.ForeignKey(
+        EngagementManager,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="opportunities",
+    )
+    em_confidence = models.CharField(max_length=10, choices=EMConfidence.choices, default=EMConfidence.GREY)
+    em_confidence_rationale = models.TextField(blank=True)
+    scoping_issue_link = models.URLField(max_length=500, blank=True)
+    system_modstamp = models.DateTimeField(null=True, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OpportunityQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["close_date", "name"]
+        verbose_name_plural = "opportunities"
+        indexes = [models.Index(fields=["system_modstamp"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def ps_amount(self) -> Decimal | None:
+        """The quote's PS amount, else the EM's forecast PS value, else the opportunity amount."""
+        for value in (self.proserv_amount, self.ps_value, self.amount):
+            if value is not None:
+                return value
+        return None
+
+    @property
+    def salesforce_url(self) -> str:
+        base = settings.SALESFORCE_INSTANCE_URL or "https://login.salesforce.com"
+        return f"{base}/lightning/r/Opportunity/{self.salesforce_id}/view"
+
+
+class OpportunityChange(models.Model):
+    """History of the fields leadership watches: CloseDate, StageName, EM and EM Confidence."""
+
+    opportunity = models.ForeignKey(Opportunity, on_delete=models.CASCADE, related_name="changes")
+    field = models.CharField(max_length=50)
+    old_value = models.TextField(blank=True)
+    new_value = models.TextField(blank=True)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        indexes = [models.Index(fields=["opportunity", "field", "-changed_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.opportunity_id} {self.field}: {self.old_value!r} → {self.new_value!r}"
+
+
+class SalesforceWrite(models.Model):
+    """Outbox: one PS-field edit waiting to reach Salesforce (written with the local change)."""
+
+    opportunity = models.ForeignKey(Opportunity, on_delete=models.CASCADE, related_name="writes")
+    changes = models.JSONField(help_text="Logical field name → new value")
+    base_modstamp = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="SystemModstamp the edit was based on (If-Unmodified-Since)",
+    )
+    status = models.CharField(max_length=10, choices=OutboxStatus.choices, default=OutboxStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return f"Salesforce write #{self.pk} ({self.status})"
+
+
+class SyncRunQuerySet(models.QuerySet):
+    def last_successes(self) -> dict[str, datetime]:
+        """Kind → when its latest successful run finished."""
+        rows = self.filter(status=SyncStatus.SUCCEEDED).values("kind").annotate(last=Max("finished_at"))
+        return {row["kind"]: row["last"] for row in rows if row["last"]}
+
+
+class SyncRun(models.Model):
+    """A record of every background run: what it did, how it ended, and why it failed."""
+
+    kind = models.CharField(max_length=30, choices=SyncKind.choices)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=SyncStatus.choices, default=SyncStatus.RUNNING)
+    counts = models.JSONField(default=dict, blank=True)
+    high_water_mark = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Latest remote update time seen; the next incremental starts here",
+    )
+    error = models.TextField(blank=True)
+
+    objects = SyncRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["kind", "status", "-started_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} at {self.started_at:%Y-%m-%d %H:%M} ({self.status})"
+
+    @property
+    def duration(self):
+        return self.finished_at - self.started_at if self.finished_at else None

@@ -1,0 +1,37 @@
+"""Roles, checked here only: readers (every signed-in user), engagement managers, staff admins."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+
+ENGAGEMENT_MANAGERS_GROUP = "engagement_managers"
+
+
+def can_edit(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Engagement managers and staff may change PS data; everyone else signed in only reads."""
+    if not user.is_authenticated:
+        return False
+    if user.is_staff or user.is_superuser:
+        return True
+    return user.groups.filter(name=ENGAGEMENT_MANAGERS_GROUP).exists()
+
+
+def is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Staff administer engagement managers, territories and overrides of any EM."""
+    return bool(user.is_authenticated and (user.is_staff or user.is_superuser))
+
+
+class ReadAnyWriteEngagementManager(BasePermission):
+    """Any signed-in user reads; engagement managers and staff write."""
+
+    def has_permission(self, request, view) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return False
+        return request.method in SAFE_METHODS or can_edit(request.user)
+
+
+def roles(request) -> dict[str, bool]:
+    """Template context: what the signed-in user may do, so pages hide what they cannot use."""
+    user = getattr(request, "user", AnonymousUser())
+    return {"user_can_edit": can_edit(user), "user_is_admin": is_admin(user)}

@@ -1,0 +1,252 @@
+"""PS Plan settings: one module, driven by environment variables (see CONTRACT.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    env.read_env(BASE_DIR / ".env")
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = env.str(name, default="1" if default else "0").strip().lower()
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off", ""}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be 0 or 1 (or true/false), not {raw!r}")
+
+
+def _env_int(name: str, default: int, *, low: int, high: int) -> int:
+    raw = env.str(name, default=str(default)).strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
+    if not low <= value <= high:
+        raise ImproperlyConfigured(f"{name} must be between {low} and {high}, not {value}")
+    return value
+
+
+def _env_url(name: str, default: str = "", *, schemes: tuple[str, ...]) -> str:
+    value = env.str(name, default=default).strip().rstrip("/")
+    if value and (urlsplit(value).scheme not in schemes or not urlsplit(value).netloc):
+        raise ImproperlyConfigured(f"{name} must be a {'/'.join(schemes)} URL, not {value!r}")
+    return value
+
+
+DEBUG = _env_bool("DJANGO_DEBUG", False)
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Set it to a long random string in production, "
+            "or set DJANGO_DEBUG=1 for local development."
+        )
+    SECRET_KEY = "django-insecure-psplan-development-only"
+
+ALLOWED_HOSTS = [
+    h.strip() for h in env.str("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",") if h.strip()
+]
+CSRF_TRUSTED_ORIGINS = [
+    o.strip() for o in env.str("DJANGO_CSRF_TRUSTED_ORIGINS", default="").split(",") if o.strip()
+]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_htmx",
+    "opportunities",
+    "scoping",
+    "reporting",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "psplan.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "psplan.urls"
+WSGI_APPLICATION = "psplan.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "psplan.permissions.roles",
+            ],
+        },
+    },
+]
+
+_DATABASE_ENGINES = {f"django.db.backends.{name}" for name in ("postgresql", "sqlite3", "mysql", "oracle")}
+try:
+    DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+except (ValueError, KeyError) as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
+if DATABASES["default"].get("ENGINE") not in _DATABASE_ENGINES:
+    raise ImproperlyConfigured(
+        "DATABASE_URL must start with postgres://, sqlite:/// or another Django database scheme"
+    )
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "scoping:issue-list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("DJANGO_TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+if not DEBUG:
+    SESSION_COOKIE_HTTPONLY = True
+    CSRF_COOKIE_HTTPONLY = False
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
+}
+
+# --- REST API --------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["psplan.permissions.ReadAnyWriteEngagementManager"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "psplan.pagination.StandardPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"user": env.str("PSPLAN_API_THROTTLE_RATE", default="6000/minute")},
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "PS Plan API",
+    "DESCRIPTION": "Scoping issues, opportunities, engagement managers and PS reports.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Celery ----------------------------------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+if CELERY_BROKER_URL and urlsplit(CELERY_BROKER_URL).scheme not in {
+    "redis",
+    "rediss",
+    "amqp",
+    "memory",
+}:
+    raise ImproperlyConfigured(
+        f"CELERY_BROKER_URL must be a redis:// or amqp:// URL, not {CELERY_BROKER_URL!r}"
+    )
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = TIME_ZONE
+
+# --- GitLab ----------------------------------------------------------------
+GITLAB_URL = _env_url("GITLAB_URL", "https://gitlab.com", schemes=("http", "https"))
+GITLAB_TOKEN = env.str("GITLAB_TOKEN", default="")
+GITLAB_PROJECT = env.str(
+    "GITLAB_PROJECT",
+    default="gitlab-com/customer-success/professional-services-group/ww-consulting/ps-plan",
+).strip()
+if not GITLAB_PROJECT:
+    raise ImproperlyConfigured("GITLAB_PROJECT must be a project path or numeric id")
+GITLAB_SCOPING_LABEL = env.str("GITLAB_SCOPING_LABEL", default="Services Calculator").strip()
+GITLAB_WEBHOOK_SECRET = env.str("GITLAB_WEBHOOK_SECRET", default="")
+GITLAB_TIMEOUT = _env_int("GITLAB_TIMEOUT", 20, low=1, high=600)
+
+# --- Salesforce ------------------------------------------------------------
+SALESFORCE_INSTANCE_URL = _env_url("SALESFORCE_INSTANCE_URL", schemes=("https",))
+SALESFORCE_ACCESS_TOKEN = env.str("SALESFORCE_ACCESS_TOKEN", default="")
+SALESFORCE_USERNAME = env.str("SALESFORCE_USERNAME", default="")
+SALESFORCE_PASSWORD = env.str("SALESFORCE_PASSWORD", default="")
+SALESFORCE_SECURITY_TOKEN = env.str("SALESFORCE_SECURITY_TOKEN", default="")
+SALESFORCE_API_VERSION = env.str("SALESFORCE_API_VERSION", default="59.0").strip()
+if not SALESFORCE_API_VERSION.replace(".", "", 1).isdigit() or "." not in SALESFORCE_API_VERSION:
+    raise ImproperlyConfigured(f"SALESFORCE_API_VERSION must look like 59.0, not {SALESFORCE_API_VERSION!r}")
+SALESFORCE_TIMEOUT = _env_int("SALESFORCE_TIMEOUT", 30, low=1, high=600)
+# Logical name -> Salesforce API name; override single entries here when an org names a field differently.
+SALESFORCE_FIELD_NAMES: dict[str, str] = {}
+
+# --- Rules -----------------------------------------------------------------
+PSPLAN_FISCAL_YEAR_START_MONTH = _env_int("PSPLAN_FISCAL_YEAR_START_MONTH", 2, low=1, high=12)
+PSPLAN_STALE_AFTER_MONTHS = _env_int("PSPLAN_STALE_AFTER_MONTHS", 2, low=1, high=36)
+PSPLAN_STALE_WARNING_DAYS = _env_int("PSPLAN_STALE_WARNING_DAYS", 14, low=0, high=365)
+PSPLAN_MAX_AUTO_CLOSES_PER_RUN = _env_int("PSPLAN_MAX_AUTO_CLOSES_PER_RUN", 200, low=0, high=100_000)
+
+GITLAB_ENABLED = bool(GITLAB_TOKEN)
+SALESFORCE_ENABLED = bool(SALESFORCE_INSTANCE_URL and (SALESFORCE_ACCESS_TOKEN or SALESFORCE_USERNAME))

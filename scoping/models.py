@@ -1,0 +1,257 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from opportunities.choices import Segment
+from opportunities.models import EngagementManager, Opportunity
+from psplan.fiscal import add_months
+from scoping.choices import EMStatus, IssueState, Outcome, ProblemKind, Stage, WriteStatus
+
+
+def stale_cutoff(as_of: datetime) -> datetime:
+    """Issues whose last activity is before this moment have gone stale by `as_of`."""
+    return add_months(as_of, -settings.PSPLAN_STALE_AFTER_MONTHS)
+
+
+class ScopingIssueQuerySet(models.QuerySet):
+    def current(self) -> ScopingIssueQuerySet:
+        """Issues still in GitLab with the scoping label."""
+        return self.filter(removed_at__isnull=True)
+
+    def open(self) -> ScopingIssueQuerySet:
+        return self.current().filter(state=IssueState.OPENED)
+
+    def closed(self) -> ScopingIssueQuerySet:
+        return self.current().filter(state=IssueState.CLOSED)
+
+    def for_em(self, engagement_manager: EngagementManager) -> ScopingIssueQuerySet:
+        return self.filter(engagement_manager=engagement_manager)
+
+    def overridden(self, *, as_of: datetime) -> ScopingIssueQuerySet:
+        return self.filter(keep_open_until__gte=timezone.localdate(as_of))
+
+    def stale(self, *, as_of: datetime) -> ScopingIssueQuerySet:
+        """Open issues with no activity for the configured months and no live keep-open override."""
+        return (
+            self.open()
+            .filter(last_activity_at__lt=stale_cutoff(as_of))
+            .exclude(keep_open_until__gte=timezone.localdate(as_of))
+        )
+
+    def not_stale(self, *, as_of: datetime) -> ScopingIssueQuerySet:
+        return self.exclude(pk__in=self.stale(as_of=as_of).values("pk"))
+
+    def going_stale(self, *, as_of: datetime) -> ScopingIssueQuerySet:
+        """Open issues that go stale within the warning window: flagged for their EM."""
+        window = timezone.timedelta(days=settings.PSPLAN_STALE_WARNING_DAYS)
+        return (
+            self.open()
+            .filter(
+                last_activity_at__gte=stale_cutoff(as_of),
+                last_activity_at__lt=stale_cutoff(as_of + window),
+            )
+            .exclude(keep_open_until__gte=timezone.localdate(as_of + window))
+        )
+
+    def with_staleness(self, *, as_of: datetime) -> ScopingIssueQuerySet:
+        """Annotate `stale_now` and `going_stale_now` for tables that highlight them."""
+        return self.annotate(
+            stale_now=Exists(self.model.objects.stale(as_of=as_of).filter(pk=OuterRef("pk"))),
+            going_stale_now=Exists(self.model.objects.going_stale(as_of=as_of).filter(pk=OuterRef("pk"))),
+        )
+
+    def untriaged(self) -> ScopingIssueQuerySet:
+        return self.open().filter(Q(stage=Stage.OPEN) | Q(engagement_manager__isnull=True))
+
+
+class ScopingIssue(models.Model):
+    """A GitLab scoping issue (label `Services Calculator`) as PS Plan understands it."""
+
+    gitlab_id = models.PositiveBigIntegerField(unique=True)
+    iid = models.PositiveIntegerField(unique=True)
+    title = models.CharField(max_length=500)
+    description = models.TextField(blank=True)
+    web_url = models.URLField(max_length=500)
+    state = models.CharField(max_length=10, choices=IssueState.choices, default=IssueState.OPENED)
+    labels = models.JSONField(default=list, blank=True, help_text="Labels exactly as GitLab has them")
+    assignee_usernames = models.JSONField(default=list, blank=True)
+    author_username = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField(help_text="GitLab's updated_at")
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    stage = models.CharField(max_length=20, choices=Stage.choices, default=Stage.OPEN)
+    close_qtr = models.CharField(max_length=4, blank=True, help_text="Fiscal quarter, e.g. Q323")
+    segment = models.CharField(max_length=20, choices=Segment.choices, blank=True)
+    em_status = models.CharField(max_length=10, choices=EMStatus.choices, blank=True)
+    public_sector = models.BooleanField(default=False)
+    engagement_manager = models.ForeignKey(
+        EngagementManager,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="scoping_issues",
+    )
+    opportunity = models.ForeignKey(
+        Opportunity, null=True, blank=True, on_delete=models.SET_NULL, related_name="scoping_issues"
+    )
+
+    last_activity_at = models.DateTimeField(help_text="Latest human change; PS Plan's writes never count")
+    own_write_updated_at = models.DateTimeField(
+        null=True, blank=True, help_text="GitLab's updated_at after PS Plan's latest write"
+    )
+    keep_open_until = models.DateField(null=True, blank=True)
+    keep_open_set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    keep_open_set_at = models.DateTimeField(null=True, blank=True)
+    removed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the issue vanished from GitLab or lost the scoping label",
+    )
+    synced_at = models.DateTimeField(default=timezone.now)
+
+    objects = ScopingIssueQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-iid"]
+        indexes = [
+            models.Index(fields=["state", "stage"]),
+            models.Index(fields=["close_qtr"]),
+            models.Index(fields=["last_activity_at"]),
+            models.Index(fields=["updated_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.iid} {self.title}"
+
+    @property
+    def outcome(self) -> Outcome | None:
+        return {Stage.CLOSED_WON: Outcome.WON, Stage.CLOSED_LOST: Outcome.LOST}.get(self.stage)
+
+    @property
+    def goes_stale_at(self) -> datetime:
+        return add_months(self.last_activity_at, settings.PSPLAN_STALE_AFTER_MONTHS)
+
+    def has_live_override(self, *, as_of: datetime) -> bool:
+        return self.keep_open_until is not None and self.keep_open_until >= timezone.localdate(as_of)
+
+    def is_stale(self, *, as_of: datetime) -> bool:
+        return (
+            self.state == IssueState.OPENED
+            and self.goes_stale_at <= as_of
+            and not self.has_live_override(as_of=as_of)
+        )
+
+
+class KeepOpenOverride(models.Model):
+    """Audit of every keep-open override an EM set or cleared on an issue."""
+
+    issue = models.ForeignKey(ScopingIssue, on_delete=models.CASCADE, related_name="overrides")
+    until = models.DateField(null=True, blank=True, help_text="Empty when the override was cleared")
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    set_at = models.DateTimeField(default=timezone.now)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-set_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"#{self.issue.iid} keep open until {self.until}"
+
+
+class RuleAction(models.Model):
+    """A closing rule that fired on an issue; the reason key makes each firing happen once."""
+
+    class Rule(models.TextChoices):
+        OPPORTUNITY_WON = "opportunity_won", "Opportunity closed won"
+        OPPORTUNITY_LOST = "opportunity_lost", "Opportunity closed lost"
+        STALE = "stale", "No activity"
+
+    issue = models.ForeignKey(ScopingIssue, on_delete=models.CASCADE, related_name="rule_actions")
+    rule = models.CharField(max_length=20, choices=Rule.choices)
+    reason = models.CharField(max_length=100, help_text="What fired it, e.g. the date it went stale")
+    close_qtr = models.CharField(max_length=4, blank=True)
+    applied_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-applied_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["issue", "rule", "reason"], name="unique_rule_firing")]
+
+    def __str__(self) -> str:
+        return f"#{self.issue.iid} {self.rule} ({self.reason})"
+
+
+class DataQualityProblem(models.Model):
+    """Something in the mirrored data a person should fix; recomputed on every sync."""
+
+    issue = models.ForeignKey(
+        ScopingIssue, null=True, blank=True, on_delete=models.CASCADE, related_name="problems"
+    )
+    opportunity = models.ForeignKey(
+        Opportunity, null=True, blank=True, on_delete=models.CASCADE, related_name="problems"
+    )
+    kind = models.CharField(max_length=40, choices=ProblemKind.choices)
+    labels = models.JSONField(default=list, blank=True)
+    message = models.TextField()
+    detected_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["kind", "-detected_at"]
+        indexes = [models.Index(fields=["kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.message}"
+
+
+class GitLabWrite(models.Model):
+    """Outbox: one change waiting to reach GitLab, written in the same transaction as the local row."""
+
+    issue = models.ForeignKey(ScopingIssue, on_delete=models.CASCADE, related_name="writes")
+    add_labels = models.JSONField(default=list, blank=True)
+    remove_labels = models.JSONField(default=list, blank=True)
+    state_event = models.CharField(max_length=10, blank=True, help_text="close or reopen")
+    assignee_ids = models.JSONField(null=True, blank=True, help_text="None leaves assignees alone")
+    note = models.TextField(blank=True, help_text="Comment to post with the change")
+    status = models.CharField(max_length=10, choices=WriteStatus.choices, default=WriteStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    response_updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return f"GitLab write #{self.pk} for #{self.issue.iid} ({self.status})"
+
+
+class WebhookDelivery(models.Model):
+    """One GitLab webhook delivery; the unique key makes a redelivery a no-op."""
+
+    delivery_key = models.CharField(max_length=200, unique=True)
+    event = models.CharField(max_length=100)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.delivery_key}"

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.contrib.auth.models import Group
+from rest_framework.authtoken.models import Token
+
+from psplan.permissions import ENGAGEMENT_MANAGERS_GROUP
+from tests.factories import EngagementManagerFactory, UserFactory
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """Debian's Chromium: Playwright's own browser download is not available here."""
+    return {
+        **browser_type_launch_args,
+        "executable_path": "/usr/bin/chromium",
+        "headless": True,
+        "args": CHROMIUM_ARGS,
+    }
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The throwaway Redis that bin/test starts on loopback."""
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url:
+        pytest.fail("TEST_REDIS_URL is not set: run the suite with bin/test, which starts Redis")
+    return url
+
+
+@pytest.fixture
+def reader(db):
+    """A signed-in user with no role: leadership reads everything, changes nothing."""
+    return UserFactory(username="leader")
+
+
+@pytest.fixture
+def em_user(db):
+    user = UserFactory(username="em")
+    user.groups.add(Group.objects.get_or_create(name=ENGAGEMENT_MANAGERS_GROUP)[0])
+    EngagementManagerFactory(user=user, name="Priya Raman", gitlab_username="praman")
+    return user
+
+
+@pytest.fixture
+def admin_user(db):
+    return UserFactory(username="admin", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def reader_client(client, reader):
+    client.force_login(reader)
+    return client
+
+
+@pytest.fixture
+def em_client(client, em_user):
+    client.force_login(em_user)
+    return client
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
+def token_for():
+    def make(user) -> str:
+        return Token.objects.get_or_create(user=user)[0].key
+
+    return make

@@ -1,0 +1,72 @@
+"""Start-up refuses unsafe or malformed configuration with a message naming the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _start(**env: str) -> subprocess.CompletedProcess:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "GITLAB_", "SALESFORCE_", "PSPLAN_"))
+    }
+    clean.pop("DATABASE_URL", None)
+    clean.pop("CELERY_BROKER_URL", None)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)",
+        ],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "psplan.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_production_without_secret_key_refuses_to_start():
+    result = _start(DJANGO_DEBUG="0")
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is not set" in result.stderr
+
+
+def test_debug_mode_starts_with_zero_configuration():
+    result = _start(DJANGO_DEBUG="1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DJANGO_DEBUG", "maybe"),
+        ("PSPLAN_FISCAL_YEAR_START_MONTH", "13"),
+        ("PSPLAN_FISCAL_YEAR_START_MONTH", "feb"),
+        ("PSPLAN_STALE_AFTER_MONTHS", "0"),
+        ("GITLAB_URL", "gitlab.example.com"),
+        ("SALESFORCE_INSTANCE_URL", "http://example.my.salesforce.com"),
+        ("SALESFORCE_API_VERSION", "v59"),
+        ("CELERY_BROKER_URL", "localhost:6379"),
+        ("DATABASE_URL", "nosuchdb://x"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_variable(variable, value):
+    result = _start(**{"DJANGO_SECRET_KEY": "x" * 50, variable: value})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert variable in result.stderr
+
+
+def test_integrations_are_off_without_credentials(settings):
+    assert settings.GITLAB_ENABLED is False
+    assert settings.SALESFORCE_ENABLED is False

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from scoping.choices import IssueState
+from tests.factories import EngagementManagerFactory, OpportunityFactory, ScopingIssueFactory
+
+pytestmark = pytest.mark.django_db
+
+SC = "Services Calculator"
+
+
+def _titles(response) -> set[str]:
+    return {issue.title for issue in response.context["page"]}
+
+
+def test_signed_in_reader_sees_the_issue_table(reader_client):
+    ScopingIssueFactory(title="Scoping: Acme migration", labels=[SC, "proposal::SOW_WIP", "Segment::SMB"])
+    response = reader_client.get("/issues/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Scoping: Acme migration" in html
+    assert "SOW WIP" in html
+    assert "(read only)" in html
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("stage=SOW_WIP", {"sow"}),
+        ("stage=Closed_Won", {"won"}),
+        ("segment=SMB", {"sow"}),
+        ("em_status=Waiting", {"open"}),
+        ("state=closed", {"won"}),
+        ("close_qtr=Q325", {"won"}),
+        ("close_qtr=q325", {"won"}),
+        ("search=needle", {"sow"}),
+        ("engagement_manager=praman", {"open"}),
+        ("public_sector=true", {"won"}),
+        ("", {"sow", "won", "open"}),
+    ],
+)
+def test_filters_narrow_the_table(reader_client, query, expected):
+    em = EngagementManagerFactory(gitlab_username="praman")
+    ScopingIssueFactory(
+        title="sow", description="a needle here", labels=[SC, "proposal::SOW_WIP", "Segment::SMB"]
+    )
+    ScopingIssueFactory(
+        title="won",
+        state=IssueState.CLOSED,
+        labels=[SC, "proposal::Closed_Won", "close_qtr::Q325", "Public Sector US"],
+    )
+    ScopingIssueFactory(title="open", labels=[SC, "Open", "EM_Status::Waiting"], engagement_manager=em)
+    assert _titles(reader_client.get(f"/issues/?{query}")) == expected
+
+
+def test_stale_filter_and_highlight(reader_client):
+    now = timezone.now()
+    ScopingIssueFactory(title="quiet", last_activity_at=now - timedelta(days=70))
+    ScopingIssueFactory(title="nearly", last_activity_at=now - timedelta(days=55))
+    ScopingIssueFactory(title="busy", last_activity_at=now - timedelta(days=2))
+    assert _titles(reader_client.get("/issues/?stale=true")) == {"quiet"}
+    assert _titles(reader_client.get("/issues/?stale=false")) == {"nearly", "busy"}
+    html = reader_client.get("/issues/").content.decode()
+    assert 'class="stale"' in html and 'class="going-stale"' in html
+
+
+def test_a_malformed_close_quarter_filter_says_what_is_wrong(reader_client):
+    ScopingIssueFactory()
+    response = reader_client.get("/issues/?close_qtr=Q3-23")
+    assert response.status_code == 200
+    assert "Enter a fiscal quarter like Q323." in response.content.decode()
+    assert _titles(response) == set()
+
+
+def test_htmx_request_gets_only_the_table_fragment(reader_client):
+    ScopingIssueFactory(title="fragment row")
+    response = reader_client.get("/issues/?stage=Open", headers={"HX-Request": "true"})
+    html = response.content.decode()
+    assert "fragment row" in html
+    assert "<html" not in html and "<table" in html
+
+
+def _query_count(client, path: str) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(path).status_code == 200
+    return len(queries)
+
+
+def test_issue_table_query_count_does_not_grow_with_rows(reader_client):
+    em = EngagementManagerFactory()
+    ScopingIssueFactory(engagement_manager=em, opportunity=OpportunityFactory(), labels=[SC, "Segment::SMB"])
+    one_row = _query_count(reader_client, "/issues/")
+    for _ in range(49):
+        ScopingIssueFactory(engagement_manager=EngagementManagerFactory(), opportunity=OpportunityFactory())
+    assert _query_count(reader_client, "/issues/") == one_row
