@@ -61,6 +61,7 @@ class GitLabIssue:
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None
+    assignee_ids: tuple[int, ...] = ()
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> GitLabIssue:
@@ -79,6 +80,82 @@ class GitLabIssue:
             created_at=_parse_time(data["created_at"]),
             updated_at=_parse_time(data["updated_at"]),
             closed_at=_parse_time(closed_at) if closed_at else None,
+            assignee_ids=tuple(int(a["id"]) for a in data.get("assignees") or () if "id" in a),
+        )
+
+    @classmethod
+    def from_hook(cls, payload: dict[str, Any]) -> GitLabIssue:
+        """Build from an Issue Hook payload (which names no author: author_username is empty)."""
+        # Reference: https://docs.gitlab.com/user/project/integrations/webhook_events/#work-item-events
+        attrs = payload["object_attributes"]
+        labels = payload.get("labels") or attrs.get("labels") or ()
+        closed_at = attrs.get("closed_at")
+        return cls(
+            id=int(attrs["id"]),
+            iid=int(attrs["iid"]),
+            title=attrs.get("title") or "",
+            description=attrs.get("description") or "",
+            web_url=attrs.get("url") or "",
+            state=attrs["state"],
+            labels=tuple(label["title"] for label in labels),
+            assignee_usernames=tuple(a["username"] for a in payload.get("assignees") or ()),
+            author_username="",
+            created_at=parse_hook_time(attrs["created_at"]),
+            updated_at=parse_hook_time(attrs["updated_at"]),
+            closed_at=parse_hook_time(closed_at) if closed_at else None,
+            assignee_ids=tuple(int(i) for i in attrs.get("assignee_ids") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class IssueHook:
+    """An Issue Hook: the issue as the payload shows it and who changed it."""
+
+    issue: GitLabIssue
+    project_id: int | None
+    project_path: str
+    actor_username: str
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> IssueHook:
+        """Read an Issue Hook payload; KeyError/ValueError/TypeError when it is not one."""
+        project = payload.get("project") or {}
+        return cls(
+            issue=GitLabIssue.from_hook(payload),
+            project_id=_optional_int(project.get("id")),
+            project_path=project.get("path_with_namespace") or "",
+            actor_username=(payload.get("user") or {}).get("username", ""),
+        )
+
+
+@dataclass(frozen=True)
+class NoteHook:
+    """A Note Hook on an issue: which comment, on which issue, by whom, when."""
+
+    note_id: int
+    issue_iid: int
+    author_username: str
+    created_at: datetime
+    system: bool
+    project_id: int | None
+    project_path: str
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> NoteHook | None:
+        """Read a Note Hook payload; None for a comment on anything but an issue."""
+        # Reference: https://docs.gitlab.com/user/project/integrations/webhook_events/#comment-events
+        attrs = payload["object_attributes"]
+        if attrs.get("noteable_type") != "Issue" or not payload.get("issue"):
+            return None
+        project = payload.get("project") or {}
+        return cls(
+            note_id=int(attrs["id"]),
+            issue_iid=int(payload["issue"]["iid"]),
+            author_username=(payload.get("user") or {}).get("username", ""),
+            created_at=parse_hook_time(attrs["created_at"]),
+            system=bool(attrs.get("system")),
+            project_id=_optional_int(project.get("id") or attrs.get("project_id")),
+            project_path=project.get("path_with_namespace") or "",
         )
 
 
@@ -105,16 +182,43 @@ class GitLabNote:
     id: int
     body: str
     created_at: datetime
+    author_username: str = ""
+    system: bool = False
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> GitLabNote:
         """Build from GitLab's note JSON."""
-        return cls(id=int(data["id"]), body=data["body"], created_at=_parse_time(data["created_at"]))
+        return cls(
+            id=int(data["id"]),
+            body=data["body"],
+            created_at=_parse_time(data["created_at"]),
+            author_username=(data.get("author") or {}).get("username", ""),
+            system=bool(data.get("system")),
+        )
 
 
 def _parse_time(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_hook_time(value: str) -> datetime:
+    """Webhook times come as ISO 8601 or, from older GitLab, as `2015-05-17 18:21:36 UTC`."""
+    text = str(value).strip()
+    if text.endswith(" UTC"):
+        text = text[:-4] + "+00:00"
+    try:
+        return _parse_time(text)
+    except ValueError:
+        parsed = datetime.strptime(text, "%Y-%m-%d %H:%M:%S %z")
+        return parsed
+
+
+def _optional_int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _api_time(value: datetime) -> str:
@@ -133,12 +237,14 @@ class _ResilientSession(requests.Session):
         self.backoff_cap = backoff_cap
         self.request_count = 0
         self.last_attempts = 0
+        self._not_before = 0.0
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         """Send, retrying with capped exponential backoff or the server's Retry-After."""
         method = (request.method or "GET").upper()
         attempt = 0
         while True:
+            self._wait_for_quota()
             self.request_count += 1
             self.last_attempts = attempt + 1
             try:
@@ -148,6 +254,8 @@ class _ResilientSession(requests.Session):
                     raise
                 delay = self._backoff(attempt)
             else:
+                if response.status_code != 429:  # a 429's own wait is Retry-After, below
+                    self._note_quota(response.headers)
                 if attempt >= self.max_retries or not _may_repeat(method, response.status_code):
                     return response
                 delay = _server_delay(response.headers)
@@ -155,6 +263,18 @@ class _ResilientSession(requests.Session):
                 response.close()
             attempt += 1
             time.sleep(delay)
+
+    def _note_quota(self, headers: Any) -> None:
+        # GitLab announces an exhausted quota before it starts answering 429: pause until it resets.
+        if headers.get("RateLimit-Remaining", "").strip() == "0":
+            delay = _server_delay({"RateLimit-Reset": headers.get("RateLimit-Reset", "")})
+            if delay:
+                self._not_before = time.monotonic() + min(delay, self.backoff_cap)
+
+    def _wait_for_quota(self) -> None:
+        pause = self._not_before - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
 
     def _backoff(self, attempt: int) -> float:
         # Jitter keeps several workers from retrying in lockstep after a GitLab hiccup.
@@ -234,18 +354,20 @@ class GitLabClient:
         self._project = self._gl.projects.get(project, lazy=True)
 
     @classmethod
-    def from_settings(cls) -> GitLabClient:
-        """Build from GITLAB_URL, GITLAB_TOKEN, GITLAB_PROJECT and GITLAB_TIMEOUT."""
+    def from_settings(cls, *, max_retries: int | None = None) -> GitLabClient:
+        """Build from the GITLAB_* settings; `max_retries` overrides GITLAB_MAX_RETRIES."""
         from django.conf import settings
 
         if not getattr(settings, "GITLAB_TOKEN", ""):
             raise GitLabUnavailable("GitLab is not configured: GITLAB_TOKEN is not set")
+        if max_retries is None:
+            max_retries = int(getattr(settings, "GITLAB_MAX_RETRIES", 5))
         return cls(
             url=settings.GITLAB_URL,
             token=settings.GITLAB_TOKEN,
             project=str(settings.GITLAB_PROJECT),
             timeout=float(getattr(settings, "GITLAB_TIMEOUT", 10.0)),
-            max_retries=int(getattr(settings, "GITLAB_MAX_RETRIES", 5)),
+            max_retries=max_retries,
             backoff_base=float(getattr(settings, "GITLAB_BACKOFF_BASE", 0.5)),
             backoff_cap=float(getattr(settings, "GITLAB_BACKOFF_CAP", 30.0)),
         )
@@ -265,18 +387,29 @@ class GitLabClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def iter_issues(self, *, label: str, updated_after: datetime | None = None) -> Iterator[GitLabIssue]:
-        """Issues carrying `label`, open and closed, least recently updated first, page by page."""
+    def iter_issues(
+        self,
+        *,
+        label: str | None,
+        updated_after: datetime | None = None,
+        iids: Iterable[int] | None = None,
+        order_by: str = "updated_at",
+    ) -> Iterator[GitLabIssue]:
+        """Issues carrying `label` (or any, for None), open and closed, oldest first, page by page.
+
+        `order_by="created_at"` keeps a long listing stable while issues are edited: ordered by
+        updated_at, an issue edited mid-listing jumps to the end and shifts another one past us.
+        """
         # Reference: https://docs.gitlab.com/api/issues/#list-project-issues
-        filters: dict[str, Any] = {
-            "labels": label,
-            "state": "all",
-            "order_by": "updated_at",
-            "sort": "asc",
-            "per_page": 100,
-        }
+        if order_by not in ("updated_at", "created_at"):
+            raise ValueError(f"order_by must be updated_at or created_at, not {order_by!r}")
+        filters: dict[str, Any] = {"state": "all", "order_by": order_by, "sort": "asc", "per_page": 100}
+        if label is not None:
+            filters = {"labels": label, **filters}
         if updated_after is not None:
             filters["updated_after"] = _api_time(updated_after)
+        if iids is not None:
+            filters["iids[]"] = [int(iid) for iid in iids]
         # http_list hands back plain dicts: building a python-gitlab object (nine managers and
         # a deep copy) per issue would cost more than the HTTP itself on a 10,000-issue sync.
         path = self._project.issues.path
@@ -342,12 +475,34 @@ class GitLabClient:
             note = issue.notes.create({"body": body}, **_ONE_TRY)
         return GitLabNote.from_api(note.attributes)
 
+    def recent_notes(self, iid: int, *, limit: int = 20) -> list[GitLabNote]:
+        """The issue's latest comments (system notes included), newest first."""
+        # Reference: https://docs.gitlab.com/api/notes/#list-project-issue-notes
+        issue = self._project.issues.get(iid, lazy=True)
+        with self._translated_errors():
+            notes = issue.notes.list(
+                order_by="created_at", sort="desc", per_page=limit, get_all=False, **_ONE_TRY
+            )
+            return [GitLabNote.from_api(note.attributes) for note in notes]
+
+    def current_user(self) -> GitLabUser:
+        """The user the token belongs to: PS Plan's own account in GitLab."""
+        # Reference: https://docs.gitlab.com/api/users/#get-the-current-user
+        with self._translated_errors():
+            return GitLabUser.from_api(self._gl.http_get("/user", **_ONE_TRY))  # type: ignore[arg-type]
+
     def project_label_names(self) -> frozenset[str]:
         """Names of every label usable in the project (its own and its groups')."""
         # Reference: https://docs.gitlab.com/api/labels/#list-labels
         with self._translated_errors():
             labels = self._project.labels.list(iterator=True, per_page=100, **_ONE_TRY)
             return frozenset(label.name for label in labels)
+
+    def create_label(self, name: str, *, color: str = "#6b4fbb") -> None:
+        """Create a project label."""
+        # Reference: https://docs.gitlab.com/api/labels/#create-a-new-label
+        with self._translated_errors():
+            self._project.labels.create({"name": name, "color": color}, **_ONE_TRY)
 
     def find_user(
         self, *, username: str | None = None, email: str | None = None, name: str | None = None
@@ -449,4 +604,7 @@ __all__ = [
     "GitLabRefused",
     "GitLabUnavailable",
     "GitLabUser",
+    "IssueHook",
+    "NoteHook",
+    "parse_hook_time",
 ]

@@ -66,7 +66,8 @@ class ScopingIssueQuerySet(models.QuerySet):
         )
 
     def untriaged(self) -> ScopingIssueQuerySet:
-        return self.open().filter(Q(stage=Stage.OPEN) | Q(engagement_manager__isnull=True))
+        """Open issues nobody has given an engagement manager and a segment yet."""
+        return self.open().filter(Q(engagement_manager__isnull=True) | Q(segment=""))
 
 
 class ScopingIssue(models.Model):
@@ -231,6 +232,9 @@ class GitLabWrite(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     delivered_at = models.DateTimeField(null=True, blank=True)
     response_updated_at = models.DateTimeField(null=True, blank=True)
+    note_id = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="GitLab's id of the posted note, so a retry never posts it twice"
+    )
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -255,3 +259,17 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.delivery_key}"
+
+
+class SyncLock(models.Model):
+    """A named lease that one background sync holds at a time, claimed by a conditional UPDATE."""
+
+    name = models.CharField(max_length=50, unique=True)
+    owner = models.CharField(max_length=100, blank=True, help_text="Who holds it: host, process and a nonce")
+    acquired_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Empty when free; past when its holder died without releasing it"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.name} lock ({self.owner or 'free'})"

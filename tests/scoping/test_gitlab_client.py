@@ -16,6 +16,9 @@ from scoping.gitlab_client import (
     GitLabRefused,
     GitLabUnavailable,
     GitLabUser,
+    IssueHook,
+    NoteHook,
+    parse_hook_time,
 )
 from tests.standins.gitlab import GitLabStandIn
 
@@ -455,17 +458,13 @@ def test_find_user_with_nothing_matching_is_none(people, gitlab_client):
 # -- settings and the stand-in itself -------------------------------------------------------
 
 
-def test_client_from_settings_uses_the_gitlab_settings(gitlab_stand_in):
-    settings = pytest.importorskip("django.conf").settings
-    if not settings.configured:
-        pytest.skip("Django settings are not configured (run without -p no:django)")
-    from django.test import override_settings
-
+def test_client_from_settings_uses_the_gitlab_settings(gitlab_stand_in, settings):
     gitlab_stand_in.add_issue(labels=[SCOPING])
-    gitlab_settings = {"GITLAB_URL": gitlab_stand_in.url, "GITLAB_TOKEN": TOKEN, "GITLAB_PROJECT": PROJECT}
-    with override_settings(**gitlab_settings, GITLAB_TIMEOUT=3):
-        client = GitLabClient.from_settings()
-    with override_settings(GITLAB_TOKEN=""), pytest.raises(GitLabUnavailable, match="GITLAB_TOKEN"):
+    settings.GITLAB_URL, settings.GITLAB_TOKEN, settings.GITLAB_PROJECT = gitlab_stand_in.url, TOKEN, PROJECT
+    settings.GITLAB_TIMEOUT = 3
+    client = GitLabClient.from_settings()
+    settings.GITLAB_TOKEN = ""
+    with pytest.raises(GitLabUnavailable, match="GITLAB_TOKEN"):
         GitLabClient.from_settings()
 
     assert client.timeout == 3
@@ -492,3 +491,115 @@ def test_stand_in_pages_with_gitlab_headers_and_absolute_links(gitlab_stand_in):
     assert "page=3" in response.links["next"]["url"]
     assert "page=3" in response.links["last"]["url"]
     assert gitlab_stand_in.errors == []
+
+
+# -- additions for the mirror: quotas, the bot, notes, iids, webhook payloads -----------------
+
+
+def test_an_exhausted_quota_announced_on_a_success_pauses_the_next_request(gitlab_stand_in):
+    gitlab_stand_in.add_issue(labels=[SCOPING])
+    client = make_client(gitlab_stand_in, backoff_cap=0.5)  # the pause is capped like any wait
+    gitlab_stand_in.announce_rate_limit(remaining=0, reset_in=1.0)
+
+    client.get_issue(1)
+    started = time.monotonic()
+    client.get_issue(1)
+
+    assert time.monotonic() - started >= 0.3
+    assert client.request_count == 2
+
+
+def test_a_quota_with_room_left_does_not_slow_anything_down(gitlab_stand_in, gitlab_client):
+    gitlab_stand_in.add_issue(labels=[SCOPING])
+    gitlab_stand_in.announce_rate_limit(remaining=10, reset_in=30)
+
+    gitlab_client.get_issue(1)
+    started = time.monotonic()
+    gitlab_client.get_issue(1)
+
+    assert time.monotonic() - started < 0.2
+
+
+def test_current_user_is_the_account_behind_the_token(gitlab_stand_in, gitlab_client):
+    assert gitlab_client.current_user().username == "psplan-bot"
+
+
+def test_recent_notes_come_newest_first_with_their_authors(gitlab_stand_in, gitlab_client):
+    gitlab_stand_in.add_issue(labels=[SCOPING])
+    gitlab_stand_in.add_note(1, "first", author="jane", when=T0)
+    gitlab_stand_in.add_note(1, "second", when=T0 + timedelta(minutes=1))
+
+    notes = gitlab_client.recent_notes(1, limit=5)
+
+    assert [(n.body, n.author_username, n.system) for n in notes] == [
+        ("second", "psplan-bot", False),
+        ("first", "jane", False),
+    ]
+    assert gitlab_stand_in.requests[-1].query["per_page"] == "5"
+
+
+def test_issues_can_be_listed_by_iid_whatever_their_labels(gitlab_stand_in, gitlab_client):
+    seed_scoping_issues(gitlab_stand_in, 3)
+    gitlab_stand_in.set_labels(2, ["bug"])
+
+    found = list(gitlab_client.iter_issues(label=None, iids=[2, 3]))
+
+    assert sorted(issue.iid for issue in found) == [2, 3]
+    assert "labels" not in gitlab_stand_in.requests[-1].query
+
+
+def test_a_listing_can_be_ordered_by_creation(gitlab_stand_in, gitlab_client):
+    seed_scoping_issues(gitlab_stand_in, 3)
+
+    iids = [issue.iid for issue in gitlab_client.iter_issues(label=SCOPING, order_by="created_at")]
+
+    assert iids == [1, 2, 3]
+    with pytest.raises(ValueError, match="order_by"):
+        next(gitlab_client.iter_issues(label=SCOPING, order_by="title"))
+
+
+def test_an_issue_carries_its_assignee_ids(gitlab_stand_in, gitlab_client):
+    em = gitlab_stand_in.add_user("em.three")
+    gitlab_stand_in.add_issue(labels=[SCOPING], assignees=["em.three"])
+
+    assert gitlab_client.get_issue(1).assignee_ids == (em["id"],)
+
+
+def test_an_issue_hook_payload_reads_like_the_api_issue(gitlab_stand_in, gitlab_client):
+    gitlab_stand_in.add_user("em.four")
+    gitlab_stand_in.add_issue(
+        labels=[SCOPING, "Open"], assignees=["em.four"], created_at=T0, updated_at=T0 + timedelta(hours=1)
+    )
+
+    hook = IssueHook.from_payload(gitlab_stand_in.issue_hook(1, user="em.four"))
+    api = gitlab_client.get_issue(1)
+
+    assert hook.actor_username == "em.four"
+    assert (hook.project_id, hook.project_path) == (PROJECT_ID, PROJECT)
+    for name in ("id", "iid", "title", "state", "labels", "assignee_usernames", "assignee_ids", "web_url"):
+        assert getattr(hook.issue, name) == getattr(api, name), name
+    assert hook.issue.updated_at == api.updated_at.replace(microsecond=0)
+
+
+def test_a_note_hook_payload_names_the_issue_the_author_and_the_time(gitlab_stand_in):
+    gitlab_stand_in.add_issue(labels=[SCOPING])
+    note = gitlab_stand_in.add_note(1, "Any news?", author="jane", when=T0)
+
+    hook = NoteHook.from_payload(gitlab_stand_in.note_hook(note))
+
+    assert (hook.note_id, hook.issue_iid, hook.author_username, hook.system) == (note["id"], 1, "jane", False)
+    assert hook.created_at == T0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-03-01 09:00:00 UTC", datetime(2024, 3, 1, 9, tzinfo=UTC)),
+        ("2024-03-01T09:00:00Z", datetime(2024, 3, 1, 9, tzinfo=UTC)),
+        ("2024-03-01T09:00:00.123Z", datetime(2024, 3, 1, 9, 0, 0, 123000, tzinfo=UTC)),
+        ("2024-03-01 10:00:00 +0100", datetime(2024, 3, 1, 9, tzinfo=UTC)),
+        ("2024-03-01T10:00:00+01:00", datetime(2024, 3, 1, 9, tzinfo=UTC)),
+    ],
+)
+def test_webhook_times_are_read_in_every_format_gitlab_sends(text, expected):
+    assert parse_hook_time(text) == expected

@@ -51,6 +51,11 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _hook_time(value: datetime | None) -> str | None:
+    """Times in webhook payloads: `2024-03-01 09:00:00 UTC`, as GitLab still sends them."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value is not None else None
+
+
 def _parse_time(value: str) -> datetime:
     """Parse an ISO 8601 time; a '+' decoded as a space in a query string is forgiven."""
     try:
@@ -93,7 +98,7 @@ class RecordedRequest:
 
 @dataclass
 class _Fault:
-    kind: str  # "status" or "drop"
+    kind: str  # "status", "drop" (before handling), "drop_after" (handled, answer lost) or "before"
     remaining: int
     method: str | None
     path_prefix: str | None
@@ -101,6 +106,7 @@ class _Fault:
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
     body: bytes = b""
+    action: Callable[[], Any] | None = None
 
     def matches(self, method: str, paths: Iterable[str]) -> bool:
         if self.method and self.method.upper() != method:
@@ -349,6 +355,84 @@ class GitLabStandIn:
         """A human edit that only moves updated_at."""
         return self.edit_issue(iid, when=when)
 
+    # -- webhook payloads, as GitLab would POST them ------------------------------------------
+
+    def issue_hook(self, iid: int, *, user: str | None = None, action: str = "update") -> JSON:
+        """The Issue Hook GitLab sends after a change to the issue by `user` (the bot by default)."""
+        # Reference: https://docs.gitlab.com/user/project/integrations/webhook_events/#work-item-events
+        with self._lock:
+            issue = self._issue(iid)
+            data = self._issue_api(issue)
+            labels = [self._label_hook(name) for name in sorted(issue.labels)]
+            attributes = {
+                **{k: data[k] for k in ("id", "iid", "title", "description", "state", "project_id")},
+                "author_id": issue.author_id,
+                "assignee_ids": list(issue.assignee_ids),
+                "assignee_id": issue.assignee_ids[0] if issue.assignee_ids else None,
+                "created_at": _hook_time(issue.created_at),
+                "updated_at": _hook_time(issue.updated_at),
+                "closed_at": _hook_time(issue.closed_at),
+                "url": data["web_url"],
+                "action": action,
+                "labels": labels,
+            }
+            return {
+                "object_kind": "issue",
+                "event_type": "issue",
+                "user": self._hook_user(user),
+                "project": self._hook_project(),
+                "object_attributes": attributes,
+                "labels": labels,
+                "assignees": [self._hook_user(uid) for uid in issue.assignee_ids],
+                "changes": {},
+            }
+
+    def note_hook(self, note: JSON) -> JSON:
+        """The Note Hook GitLab sends for a comment (as returned by add_note) on an issue."""
+        # Reference: https://docs.gitlab.com/user/project/integrations/webhook_events/#comment-events
+        with self._lock:
+            issue = self._issue(note["noteable_iid"])
+            attributes = {
+                "id": note["id"],
+                "note": note["body"],
+                "noteable_type": "Issue",
+                "author_id": note["author"]["id"],
+                "created_at": _hook_time(_parse_time(note["created_at"])),
+                "updated_at": _hook_time(_parse_time(note["updated_at"])),
+                "project_id": self.project_id,
+                "system": note["system"],
+                "noteable_id": issue.id,
+                "url": f"{self.project_web_url}/-/issues/{issue.iid}#note_{note['id']}",
+            }
+            issue_data = self._issue_api(issue)
+            return {
+                "object_kind": "note",
+                "event_type": "note",
+                "user": self._hook_user(note["author"]["id"]),
+                "project_id": self.project_id,
+                "project": self._hook_project(),
+                "object_attributes": attributes,
+                "issue": {
+                    **{k: issue_data[k] for k in ("id", "iid", "title", "description", "state")},
+                    "updated_at": _hook_time(issue.updated_at),
+                    "labels": [self._label_hook(name) for name in sorted(issue.labels)],
+                },
+            }
+
+    def _hook_user(self, ref: str | int | None) -> JSON:
+        user = self._users[self.bot["id"] if ref is None else self._user_id(ref)]
+        email = user["public_email"] or "[REDACTED]"
+        return {k: user[k] for k in ("id", "name", "username")} | {"avatar_url": None, "email": email}
+
+    def _hook_project(self) -> JSON:
+        api = self._project_api()
+        keys = ("id", "name", "web_url", "path_with_namespace", "default_branch")
+        return {k: api[k] for k in keys} | {"namespace": api["namespace"]["full_path"]}
+
+    def _label_hook(self, name: str) -> JSON:
+        label = self._labels.get(name) or self.add_label(name)
+        return {k: label[k] for k in ("id", "color", "description")} | {"title": name, "type": "ProjectLabel"}
+
     # -- inspection --------------------------------------------------------------------------
 
     def issue(self, iid: int) -> JSON:
@@ -431,10 +515,39 @@ class GitLabStandIn:
         with self._lock:
             self._faults.append(fault)
 
-    def drop_next(self, times: int = 1, *, method: str | None = None, path: str | None = None) -> None:
-        """Close the connection without any answer for the next `times` matching requests."""
+    def drop_next(
+        self,
+        times: int = 1,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        after_processing: bool = False,
+    ) -> None:
+        """Close the connection without any answer for the next `times` matching requests.
+
+        With `after_processing`, GitLab does the work first and only the answer is lost.
+        """
         with self._lock:
-            self._faults.append(_Fault("drop", times, method, path))
+            self._faults.append(_Fault("drop_after" if after_processing else "drop", times, method, path))
+
+    def before_next(
+        self, action: Callable[[], Any], *, method: str | None = None, path: str | None = None
+    ) -> None:
+        """Run `action` (say, a human edit) just before GitLab handles the next matching request."""
+        with self._lock:
+            self._faults.append(_Fault("before", 1, method, path, action=action))
+
+    def announce_rate_limit(self, *, remaining: int, reset_in: float, times: int = 1) -> None:
+        """Send GitLab's RateLimit-* headers with the next `times` successful answers."""
+        reset = time.time() + reset_in
+        headers = {
+            "RateLimit-Limit": "600",
+            "RateLimit-Remaining": str(remaining),
+            "RateLimit-Reset": str(math.ceil(reset)),
+            "RateLimit-ResetTime": formatdate(reset, usegmt=True),
+        }
+        with self._lock:
+            self._faults.append(_Fault("headers", times, None, None, headers=headers))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -561,13 +674,20 @@ class GitLabStandIn:
                     self._faults.remove(fault)
         if self.latency:
             time.sleep(self.latency)
+        if fault is not None and fault.kind == "before" and fault.action is not None:
+            fault.action()
         if fault is not None and fault.kind == "drop":
             handler.close_connection = True
             return
-        if fault is not None:
+        if fault is not None and fault.kind == "status":
             response = _Response(fault.status, fault.body, fault.content_type, fault.headers)
         else:
             response = self._respond(handler, call)
+        if fault is not None and fault.kind == "drop_after":
+            handler.close_connection = True
+            return
+        if fault is not None and fault.kind == "headers" and response.status < 400:
+            response.headers = {**response.headers, **fault.headers}
         _write(handler, response)
 
     def _respond(self, handler: BaseHTTPRequestHandler, call: _Call) -> _Response:

@@ -1,0 +1,201 @@
+"""`manage.py sync`: what it runs, what it prints, and when it exits non-zero."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from opportunities.choices import SyncKind, SyncStatus
+from opportunities.models import SyncRun
+from scoping import services
+from scoping.choices import Stage, WriteStatus
+from scoping.models import GitLabWrite, ScopingIssue
+from scoping.sync import sync_lock
+from tests.scoping.conftest import GITLAB_PROJECT_ID, seed
+
+pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sync(*args: str) -> str:
+    out = io.StringIO()
+    call_command("sync", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_gitlab_only_syncs_the_mirror_then_applies_the_rules(gitlab_on):
+    seed(gitlab_on, 120)
+
+    output = sync("--gitlab-only")
+
+    assert ScopingIssue.objects.count() == 120
+    assert "GitLab full sync succeeded" in output
+    assert "created 120" in output
+    assert "Closing rules changed 0 issue(s)" in output
+    assert SyncRun.objects.filter(kind=SyncKind.GITLAB_FULL, status=SyncStatus.SUCCEEDED).count() == 1
+
+
+def test_a_second_run_is_incremental_and_changes_nothing(gitlab_on):
+    seed(gitlab_on, 5)
+    sync("--gitlab-only")
+    gitlab_on.reset_requests()
+
+    output = sync("--gitlab-only")
+
+    assert "GitLab incremental sync succeeded" in output
+    assert gitlab_on.count_requests("PUT") + gitlab_on.count_requests("POST") == 0
+
+
+def test_full_reads_everything_again(gitlab_on):
+    seed(gitlab_on, 5)
+    sync("--gitlab-only")
+
+    assert "GitLab full sync succeeded" in sync("--gitlab-only", "--full")
+
+
+def test_a_disabled_salesforce_is_skipped_with_a_notice(gitlab_on):
+    output = sync()
+
+    assert "Salesforce sync skipped: SALESFORCE_INSTANCE_URL is not set" in output
+    assert "GitLab full sync succeeded" in output
+
+
+def test_queued_edits_are_sent_before_the_sync_reads_gitlab(gitlab_on):
+    iid = seed(gitlab_on, 1)[0]
+    sync("--gitlab-only")
+    services.set_issue_stage(issue=ScopingIssue.objects.get(), stage=Stage.SOW_WIP, actor=None)
+
+    sync("--gitlab-only")
+
+    assert GitLabWrite.objects.get().status == WriteStatus.DELIVERED
+    assert "proposal::SOW_WIP" in gitlab_on.issue(iid)["labels"]
+
+
+def test_a_dry_run_sends_no_queued_edit(gitlab_on):
+    seed(gitlab_on, 1)
+    sync("--gitlab-only")
+    services.set_issue_stage(issue=ScopingIssue.objects.get(), stage=Stage.SOW_WIP, actor=None)
+
+    output = sync("--gitlab-only", "--dry-run")
+
+    assert "Dry run: 0 issue(s) would change; nothing was written." in output
+    assert "Closing rules would change 0 issue(s)" in output
+    assert GitLabWrite.objects.get().status == WriteStatus.PENDING
+    assert gitlab_on.count_requests("PUT") == 0
+
+
+def test_gitlab_only_without_a_token_is_an_error(settings):
+    settings.GITLAB_ENABLED = False
+
+    with pytest.raises(CommandError, match="--gitlab-only, but GitLab sync is disabled: set GITLAB_TOKEN"):
+        sync("--gitlab-only")
+    assert not SyncRun.objects.exists()
+
+
+def test_salesforce_only_without_salesforce_is_an_error(gitlab_on):
+    with pytest.raises(CommandError, match="--salesforce-only, but Salesforce sync is disabled"):
+        sync("--salesforce-only")
+
+
+def test_nothing_configured_is_an_error(settings):
+    settings.GITLAB_ENABLED = settings.SALESFORCE_ENABLED = False
+
+    with pytest.raises(CommandError, match=r"^Nothing to sync"):
+        sync()
+
+
+def test_only_one_of_gitlab_only_and_salesforce_only(gitlab_on):
+    with pytest.raises(CommandError, match="not allowed with argument"):
+        sync("--gitlab-only", "--salesforce-only")
+
+
+def test_an_unreachable_gitlab_is_a_one_line_error_and_a_failed_run(gitlab_on):
+    seed(gitlab_on, 3)
+    gitlab_on.fail_next(502, times=100)
+
+    with pytest.raises(CommandError) as caught:
+        sync("--gitlab-only")
+
+    message = str(caught.value)
+    assert message.startswith("GitLab sync failed: GitLab at http://127.0.0.1:")
+    assert "answered 502 (3 attempts)" in message
+    assert "\n" not in message
+    run = SyncRun.objects.get(kind=SyncKind.GITLAB_FULL)
+    assert (run.status, "502" in run.error) == (SyncStatus.FAILED, True)
+    assert not SyncRun.objects.filter(kind=SyncKind.RULES).exists()  # rules wait for a good sync
+
+
+def test_a_rejected_token_says_so(gitlab_on, settings):
+    settings.GITLAB_TOKEN = "expired"
+
+    with pytest.raises(CommandError, match=r"rejected the token .*check GITLAB_TOKEN"):
+        sync("--gitlab-only")
+
+
+def test_a_sync_while_another_runs_is_skipped_and_says_why(gitlab_on):
+    with sync_lock() as held:
+        assert held is not None
+        with pytest.raises(CommandError, match=r"^Skipped: another sync is running"):
+            sync("--gitlab-only")
+
+    run = SyncRun.objects.get()
+    assert run.status == SyncStatus.SKIPPED
+    assert held.owner in run.error
+    assert gitlab_on.request_count == 0
+
+
+def test_a_progress_bar_is_shown_only_on_a_terminal(gitlab_on):
+    seed(gitlab_on, 3)
+    terminal, pipe = Terminal(), io.StringIO()
+
+    call_command("sync", "--gitlab-only", stdout=terminal, stderr=io.StringIO())
+    call_command("sync", "--gitlab-only", "--full", stdout=pipe, stderr=io.StringIO())
+
+    assert "GitLab issues: " in terminal.getvalue()
+    assert "GitLab issues: " not in pipe.getvalue()
+
+
+def test_the_command_exits_non_zero_with_the_message_and_no_traceback(tmp_path):
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("GITLAB_", "SALESFORCE_", "CELERY_", "DATABASE_URL"))
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="psplan.settings",
+        DJANGO_SECRET_KEY="test-only",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'unused.sqlite3'}",
+    )
+
+    done = subprocess.run(
+        [sys.executable, "manage.py", "sync", "--gitlab-only"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 1
+    assert done.stderr.strip() == "CommandError: --gitlab-only, but GitLab sync is disabled: set GITLAB_TOKEN"
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_the_issues_endpoint_is_only_read(gitlab_on):
+    seed(gitlab_on, 2)
+
+    sync("--gitlab-only")
+
+    methods = {(r.method, r.path.split("?")[0]) for r in gitlab_on.requests}
+    assert methods == {("GET", f"/api/v4/projects/{GITLAB_PROJECT_ID}/issues")}
