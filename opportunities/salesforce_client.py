@@ -433,15 +433,20 @@ class SalesforceClient:
             conditions.append(f"{self._fields['system_modstamp']} > {soql_datetime(modified_since)}")
         return self._iter_query(self._soql(conditions))
 
-    def iter_opportunities_by_id(self, ids: Iterable[str]) -> Iterator[SalesforceOpportunity]:
+    def iter_opportunities_by_id(
+        self, ids: Iterable[str], *, modified_since: datetime | None = None
+    ) -> Iterator[SalesforceOpportunity]:
         """Yield the opportunities with these 15/18-character ids (unknown ids are skipped)."""
         unique = list(dict.fromkeys(to_18_char_id(each) for each in ids))
-        return self._iter_by_id(unique)
+        since = []
+        if modified_since is not None:
+            since.append(f"{self._fields['system_modstamp']} > {soql_datetime(modified_since)}")
+        return self._iter_by_id(unique, since)
 
-    def _iter_by_id(self, ids: list[str]) -> Iterator[SalesforceOpportunity]:
+    def _iter_by_id(self, ids: list[str], conditions: list[str]) -> Iterator[SalesforceOpportunity]:
         for chunk in _chunks(ids, IDS_PER_QUERY):
             quoted = ", ".join(f"'{each}'" for each in chunk)
-            yield from self._iter_query(self._soql([f"{self._fields['id']} IN ({quoted})"]))
+            yield from self._iter_query(self._soql([f"{self._fields['id']} IN ({quoted})", *conditions]))
 
     def _soql(self, conditions: Sequence[str]) -> str:
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""

@@ -7,7 +7,7 @@ from celery import shared_task
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def deliver_salesforce_writes() -> None:
-    """Send pending PS-field edits to Salesforce."""
+    """Send due PS-field edits to Salesforce; outages wait in the rows' backoff, not in Celery retries."""
     from opportunities.outbox import deliver_pending_writes
 
     deliver_pending_writes()

@@ -479,34 +479,20 @@ def test_api_usage_comes_from_the_latest_limit_info_header(standin, sf_client):
 # --------------------------------------------------------------------------- settings
 
 
-def test_from_settings_reads_the_salesforce_settings(standin):
-    django_settings = pytest.importorskip("django.conf").settings
-    if not django_settings.configured:
-        pytest.skip("Django settings are not configured (-p no:django)")
-    from django.test import override_settings
-
+def test_from_settings_reads_the_salesforce_settings(standin, settings):
     seed(standin, 1)
-    with override_settings(
-        SALESFORCE_INSTANCE_URL=standin.instance_url,
-        SALESFORCE_ACCESS_TOKEN=standin.access_token,
-        SALESFORCE_API_VERSION="58.0",
-        SALESFORCE_FIELD_NAMES={"ps_value": "Proserv_Amount__c"},
-    ):
-        client = SalesforceClient.from_settings()
+    settings.SALESFORCE_INSTANCE_URL = standin.instance_url
+    settings.SALESFORCE_ACCESS_TOKEN = standin.access_token
+    settings.SALESFORCE_API_VERSION = "58.0"
+    settings.SALESFORCE_FIELD_NAMES = {"ps_value": "Proserv_Amount__c"}
+    client = SalesforceClient.from_settings()
 
     assert client.field_names["ps_value"] == "Proserv_Amount__c"
     assert len(list(client.iter_opportunities())) == 1
     assert standin.requests[-1].path.startswith("/services/data/v58.0/")
 
 
-def test_from_settings_without_an_instance_url_is_unavailable():
-    django_settings = pytest.importorskip("django.conf").settings
-    if not django_settings.configured:
-        pytest.skip("Django settings are not configured (-p no:django)")
-    from django.test import override_settings
-
-    with (
-        override_settings(SALESFORCE_INSTANCE_URL=""),
-        pytest.raises(SalesforceUnavailable, match="SALESFORCE_INSTANCE_URL"),
-    ):
+def test_from_settings_without_an_instance_url_is_unavailable(settings):
+    settings.SALESFORCE_INSTANCE_URL = ""
+    with pytest.raises(SalesforceUnavailable, match="SALESFORCE_INSTANCE_URL"):
         SalesforceClient.from_settings()

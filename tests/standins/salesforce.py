@@ -1529,6 +1529,20 @@ class SalesforceStandIn:
 # --------------------------------------------------------------------------- helpers
 
 
+def django_settings_for(standin: SalesforceStandIn, **overrides: Any) -> dict[str, Any]:
+    """PS Plan's Salesforce settings pointing at this stand-in, with retries that do not sleep."""
+    return {
+        "SALESFORCE_ENABLED": True,
+        "SALESFORCE_INSTANCE_URL": standin.instance_url,
+        "SALESFORCE_ACCESS_TOKEN": standin.access_token,
+        "SALESFORCE_USERNAME": standin.username or "",
+        "SALESFORCE_PASSWORD": standin.password or "",
+        "SALESFORCE_SECURITY_TOKEN": standin.security_token,
+        "SALESFORCE_RETRY_BASE_DELAY": 0.0,
+        **overrides,
+    }
+
+
 def _classify(method: str, path: str, soql: str | None) -> str:
     if method == "POST" and path.startswith("/services/Soap/u/"):
         return "login"

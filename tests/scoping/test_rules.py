@@ -1,0 +1,218 @@
+"""The opportunity rules: closed won/lost → outcome label, close_qtr of CloseDate, closed — once."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+import time_machine
+
+from opportunities.choices import SyncKind, SyncStatus
+from opportunities.models import SyncRun
+from scoping.choices import IssueState, Stage
+from scoping.models import GitLabWrite, RuleAction, ScopingIssue
+from scoping.rules import apply_rules
+from tests.factories import OpportunityFactory, ScopingIssueFactory
+
+pytestmark = pytest.mark.django_db
+SC = "Services Calculator"
+NOW = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+def decided_issue(*, won: bool, close_date: date = date(2025, 3, 3), **fields) -> ScopingIssue:
+    opportunity = OpportunityFactory(
+        stage_name="Closed Won" if won else "Closed Lost", is_closed=True, is_won=won, close_date=close_date
+    )
+    fields.setdefault("labels", [SC, "proposal::SOW_WIP", "Segment::SMB"])
+    return ScopingIssueFactory(opportunity=opportunity, **fields)
+
+
+QUARTERS = [
+    (date(2024, 1, 31), "Q424"),  # January is the last month of FY2024
+    (date(2024, 2, 1), "Q125"),
+    (date(2024, 4, 30), "Q125"),
+    (date(2024, 5, 1), "Q225"),
+    (date(2024, 7, 31), "Q225"),
+    (date(2024, 8, 1), "Q325"),
+    (date(2024, 10, 31), "Q325"),
+    (date(2024, 11, 1), "Q425"),
+    (date(2025, 1, 31), "Q425"),
+]
+
+
+@pytest.mark.parametrize(("won", "stage"), [(True, Stage.CLOSED_WON), (False, Stage.CLOSED_LOST)])
+@pytest.mark.parametrize(("close_date", "quarter"), QUARTERS)
+def test_a_closed_opportunity_labels_and_closes_its_issue_in_the_quarter_of_its_close_date(
+    won, stage, close_date, quarter
+):
+    issue = decided_issue(won=won, close_date=close_date)
+
+    result = apply_rules()
+
+    write = GitLabWrite.objects.get()
+    assert set(write.add_labels) == {f"proposal::{stage.value}", f"close_qtr::{quarter}"}
+    assert (write.remove_labels, write.state_event) == (["proposal::SOW_WIP"], "close")
+    assert "closed won" in write.note if won else "closed lost" in write.note
+    issue.refresh_from_db()
+    assert (issue.stage, issue.close_qtr, issue.state) == (stage, quarter, IssueState.CLOSED)
+    assert "Segment::SMB" in issue.labels
+    action = RuleAction.objects.get()
+    assert (action.rule, action.close_qtr) == ("opportunity_won" if won else "opportunity_lost", quarter)
+    assert [change.iid for change in result.changes] == [issue.iid]
+
+
+def test_rerunning_the_rules_on_unchanged_data_writes_nothing():
+    decided_issue(won=True)
+    apply_rules()
+
+    again = apply_rules()
+
+    assert again.changes == [] and again.already_done == []
+    assert GitLabWrite.objects.count() == 1 and RuleAction.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        [SC, "proposal:Closed_Won", "close_qtr:Q225"],
+        [SC, "proposal::closed_won", "close_qtr::Q225"],
+        [SC, "Proposal::Closed Won", "close_qtr::q225"],
+    ],
+)
+def test_an_outcome_already_there_in_any_spelling_counts_as_done_and_keeps_its_close_qtr(labels):
+    issue = decided_issue(won=True, labels=labels, state=IssueState.CLOSED)
+
+    result = apply_rules()
+
+    assert not GitLabWrite.objects.exists()
+    assert [change.iid for change in result.already_done] == [issue.iid]
+    assert RuleAction.objects.filter(issue=issue).exists()
+    issue.refresh_from_db()
+    assert issue.labels == labels
+
+
+def test_an_open_issue_already_marked_won_is_only_given_its_close_qtr_and_closed():
+    decided_issue(won=True, close_date=date(2024, 9, 1), labels=[SC, "proposal:Closed_Won"])
+
+    apply_rules()
+
+    write = GitLabWrite.objects.get()
+    assert (write.add_labels, write.remove_labels, write.state_event) == (["close_qtr::Q325"], [], "close")
+
+
+def test_an_issue_in_the_closed_column_gets_the_outcome_without_being_closed_again():
+    decided_issue(won=False, close_date=date(2024, 12, 5), labels=[SC], state=IssueState.CLOSED)
+
+    apply_rules()
+
+    write = GitLabWrite.objects.get()
+    assert (set(write.add_labels), write.state_event) == ({"proposal::Closed_Lost", "close_qtr::Q425"}, "")
+
+
+def test_two_workflow_labels_are_replaced_by_the_one_outcome():
+    decided_issue(won=True, labels=[SC, "proposal:Closed_Won", "proposal::SOW_WIP"])
+
+    apply_rules()
+
+    write = GitLabWrite.objects.get()
+    assert set(write.remove_labels) == {"proposal:Closed_Won", "proposal::SOW_WIP"}
+    assert "proposal::Closed_Won" in write.add_labels
+
+
+def test_an_ems_own_labels_are_not_overwritten_by_the_rule_firing_again_for_the_same_reason():
+    issue = decided_issue(won=True)
+    apply_rules()
+    # The EM disagrees: reopens the issue and moves it back to SOW_WIP (the GitLab sync mirrors it).
+    ScopingIssue.objects.filter(pk=issue.pk).update(
+        labels=[SC, "proposal::SOW_WIP"], state=IssueState.OPENED, stage=Stage.SOW_WIP, last_activity_at=NOW
+    )
+
+    result = apply_rules()
+
+    assert result.changes == [] and GitLabWrite.objects.count() == 1
+
+
+def test_an_open_opportunity_changes_nothing():
+    ScopingIssueFactory(opportunity=OpportunityFactory(), labels=[SC, "proposal::SOW_WIP"])
+
+    assert apply_rules().changes == []
+    assert not GitLabWrite.objects.exists()
+
+
+def test_a_run_is_recorded_with_its_counts(settings):
+    decided_issue(won=True)
+    decided_issue(won=False)
+
+    result = apply_rules()
+
+    run = SyncRun.objects.get()
+    assert result.run == run
+    assert (run.kind, run.status) == (SyncKind.RULES, SyncStatus.SUCCEEDED)
+    assert run.counts == {
+        "won": 1,
+        "lost": 1,
+        "stale": 0,
+        "closed": 2,
+        "comments": 2,
+        "already_done": 0,
+        "held_back_by_cap": 0,
+        "cap": settings.PSPLAN_MAX_AUTO_CLOSES_PER_RUN,
+        "cap_hit": False,
+        "going_stale": 0,
+    }
+
+
+def test_a_dry_run_lists_the_changes_and_writes_nothing_at_all():
+    issue = decided_issue(won=True, close_date=date(2024, 1, 31))
+
+    result = apply_rules(dry_run=True)
+
+    (change,) = result.changes
+    assert (change.iid, change.rule, change.close, change.close_qtr) == (
+        issue.iid,
+        "opportunity_won",
+        True,
+        "Q424",
+    )
+    assert set(change.add_labels) == {"proposal::Closed_Won", "close_qtr::Q424"}
+    assert result.run is None
+    assert (
+        not GitLabWrite.objects.exists() and not RuleAction.objects.exists() and not SyncRun.objects.exists()
+    )
+    issue.refresh_from_db()
+    assert issue.state == IssueState.OPENED
+
+
+def test_one_run_changes_no_more_issues_than_the_cap_and_says_so(settings):
+    settings.PSPLAN_MAX_AUTO_CLOSES_PER_RUN = 3
+    issues = [decided_issue(won=True) for _ in range(5)]
+
+    first = apply_rules()
+
+    assert [change.iid for change in first.changes] == [issue.iid for issue in issues[:3]]
+    assert first.cap_hit and len(first.held_back) == 2
+    assert first.run.counts["cap_hit"] is True and first.run.counts["held_back_by_cap"] == 2
+    assert GitLabWrite.objects.count() == 3
+    second = apply_rules()
+    assert len(second.changes) == 2 and not second.cap_hit
+
+
+def test_a_limit_overrides_the_cap_for_one_run():
+    decided_issue(won=True)
+    decided_issue(won=True)
+
+    result = apply_rules(limit=1)
+
+    assert (len(result.changes), len(result.held_back)) == (1, 1)
+
+
+def test_a_removed_issue_is_left_alone():
+    decided_issue(won=True, removed_at=NOW)
+
+    assert apply_rules().changes == []
