@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -32,6 +34,17 @@ def _env_int(name: str, default: int, *, low: int, high: int) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
     if not low <= value <= high:
         raise ImproperlyConfigured(f"{name} must be between {low} and {high}, not {value}")
+    return value
+
+
+def _env_float(name: str, default: float, *, low: float, high: float) -> float:
+    raw = env.str(name, default=str(default)).strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from None
+    if not low <= value <= high:
+        raise ImproperlyConfigured(f"{name} must be between {low:g} and {high:g}, not {value:g}")
     return value
 
 
@@ -189,6 +202,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Scoping issues, opportunities, engagement managers and PS reports.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -215,6 +229,40 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
+# Redis redelivers an unacknowledged task after this long; acks_late tasks must finish well within it.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
+PSPLAN_SYNC_EVERY_MINUTES = _env_int("PSPLAN_SYNC_EVERY_MINUTES", 5, low=1, high=1440)
+CELERY_BEAT_SCHEDULE = {
+    "sync-incremental": {
+        "task": "scoping.tasks.sync_all_systems",
+        "schedule": timedelta(minutes=PSPLAN_SYNC_EVERY_MINUTES),
+        "kwargs": {"full": False},
+        "options": {"expires": PSPLAN_SYNC_EVERY_MINUTES * 60},
+    },
+    "sync-full-nightly": {
+        "task": "scoping.tasks.sync_all_systems",
+        "schedule": crontab(hour=2, minute=30),
+        "kwargs": {"full": True},
+        "options": {"expires": 3600},
+    },
+    "deliver-gitlab-writes": {
+        "task": "scoping.tasks.deliver_gitlab_writes",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 60},
+    },
+    "prune-webhook-deliveries": {
+        "task": "scoping.tasks.prune_webhook_deliveries",
+        "schedule": crontab(hour=3, minute=15),
+        "options": {"expires": 3600},
+    },
+    "deliver-salesforce-writes": {
+        "task": "opportunities.tasks.deliver_salesforce_writes",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 60},
+    },
+}
+# One sync (all systems) at a time: a second one is skipped. A holder that died frees it after this long.
+PSPLAN_SYNC_LOCK_TTL = _env_int("PSPLAN_SYNC_LOCK_TTL", 1800, low=60, high=86_400)
 
 # --- GitLab ----------------------------------------------------------------
 GITLAB_URL = _env_url("GITLAB_URL", "https://gitlab.com", schemes=("http", "https"))
@@ -228,6 +276,18 @@ if not GITLAB_PROJECT:
 GITLAB_SCOPING_LABEL = env.str("GITLAB_SCOPING_LABEL", default="Services Calculator").strip()
 GITLAB_WEBHOOK_SECRET = env.str("GITLAB_WEBHOOK_SECRET", default="")
 GITLAB_TIMEOUT = _env_int("GITLAB_TIMEOUT", 20, low=1, high=600)
+# Within one call: retries of 429/5xx/dropped connections, waiting base·2ⁿ seconds, never above the cap.
+GITLAB_MAX_RETRIES = _env_int("GITLAB_MAX_RETRIES", 5, low=0, high=20)
+GITLAB_BACKOFF_BASE = _env_float("GITLAB_BACKOFF_BASE", 0.5, low=0.0, high=60.0)
+GITLAB_BACKOFF_CAP = _env_float("GITLAB_BACKOFF_CAP", 30.0, low=0.0, high=3600.0)
+# GitLab's updated_at can lag the change it describes: incremental syncs re-read this many seconds.
+# It must also exceed how long a full listing takes (an issue edited while a full sync pages on).
+GITLAB_SYNC_OVERLAP = _env_int("GITLAB_SYNC_OVERLAP", 600, low=0, high=7 * 86_400)
+# Outbox: a claimed write is someone's for this long; a write GitLab could not take waits
+# base·2ⁿ seconds (at most the cap) and is retried for ever — never lost.
+GITLAB_OUTBOX_LEASE = _env_int("GITLAB_OUTBOX_LEASE", 600, low=30, high=86_400)
+GITLAB_OUTBOX_RETRY_BASE = _env_int("GITLAB_OUTBOX_RETRY_BASE", 30, low=1, high=3600)
+GITLAB_OUTBOX_RETRY_CAP = _env_int("GITLAB_OUTBOX_RETRY_CAP", 3600, low=1, high=86_400)
 
 # --- Salesforce ------------------------------------------------------------
 SALESFORCE_INSTANCE_URL = _env_url("SALESFORCE_INSTANCE_URL", schemes=("https",))

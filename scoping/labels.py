@@ -7,6 +7,7 @@ and anything that cannot be understood becomes a problem in the result instead o
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -130,6 +131,12 @@ _STAGE_ORDER = {stage: index for index, stage in enumerate(Stage)}
 
 def parse_labels(labels: Iterable[str]) -> ParsedLabels:
     """Read an issue's labels; never raises, whatever the labels are."""
+    return _parse(tuple(labels))
+
+
+# A project has a few hundred distinct label sets among thousands of issues: parse each set once.
+@functools.lru_cache(maxsize=4096)
+def _parse(labels: tuple[str, ...]) -> ParsedLabels:
     found: dict[str, dict[object, list[str]]] = {family: {} for family in _DUPLICATE_PROBLEMS}
     problems: list[LabelProblem] = []
     variants: list[tuple[str, str]] = []
@@ -212,6 +219,12 @@ def em_status_label(status: EMStatus | str) -> str:
 
 def close_qtr_label(code: str) -> str:
     return f"{CLOSE_QTR_SCOPE}::{FiscalQuarter.parse(code).code}"
+
+
+def is_new_quarter_label(label: str) -> bool:
+    """A canonical `close_qtr::QNYY` label: every fiscal quarter needs a new one, so PS Plan may create it."""
+    reading = _read_one(label)
+    return isinstance(reading, _Reading) and reading.family == CLOSE_QTR_SCOPE and reading.canonical == label
 
 
 def canonical_labels() -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import date
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -15,10 +16,10 @@ from opportunities.choices import Segment
 from opportunities.models import EngagementManager, Opportunity
 from psplan.fiscal import quarter_code
 from scoping import labels as label_rules
-from scoping.choices import EMStatus, IssueState, ProblemKind, Stage
+from scoping.choices import EMStatus, IssueState, ProblemKind, Stage, WriteStatus
 from scoping.labels import LabelChange
 from scoping.links import issue_iid_in, opportunity_ids_in, same_salesforce_id
-from scoping.models import DataQualityProblem, GitLabWrite, KeepOpenOverride, ScopingIssue
+from scoping.models import DataQualityProblem, GitLabWrite, KeepOpenOverride, RuleAction, ScopingIssue
 
 DERIVED_FIELDS = (
     "stage",
@@ -70,22 +71,30 @@ def refresh_issues(*, issues: QuerySet[ScopingIssue] | None = None) -> int:
     return len(changed)
 
 
-def _opportunities_for(issues: list[ScopingIssue]) -> dict[str, Opportunity]:
-    """Opportunities that name one of these issues or are named by one: keyed `iid:N` and by 15-char id."""
+@dataclass
+class _Candidates:
+    """Opportunities named by issues (by 15-char id) and those whose link names an issue (by iid)."""
+
+    by_id15: dict[str, Opportunity] = field(default_factory=dict)
+    by_iid: dict[int, list[Opportunity]] = field(default_factory=dict)
+
+
+def _opportunities_for(issues: list[ScopingIssue]) -> _Candidates:
     ids = {oid[:15] for issue in issues for oid in opportunity_ids_in(issue.description)}
     candidates = (
         Opportunity.objects.select_related("engagement_manager")
         .annotate(id15=Substr("salesforce_id", 1, 15))
         .filter(Q(id15__in=ids) | ~Q(scoping_issue_link=""))
+        .order_by("salesforce_id")
     )
     iids = {issue.iid for issue in issues}
-    found: dict[str, Opportunity] = {}
+    found = _Candidates()
     for opportunity in candidates:
         if opportunity.id15 in ids:
-            found[opportunity.id15] = opportunity
+            found.by_id15[opportunity.id15] = opportunity
         iid = issue_iid_in(opportunity.scoping_issue_link)
         if iid in iids:
-            found.setdefault(f"iid:{iid}", opportunity)
+            found.by_iid.setdefault(iid, []).append(opportunity)
     return found
 
 
@@ -97,11 +106,31 @@ def _label_problems(issue: ScopingIssue) -> list[DataQualityProblem]:
     ]
 
 
-def _link_opportunity(issue: ScopingIssue, opportunities: dict[str, Opportunity]) -> list[DataQualityProblem]:
+def _link_opportunity(issue: ScopingIssue, opportunities: _Candidates) -> list[DataQualityProblem]:
     """Link from either side; when the two sides name different records, keep the issue's and say so."""
-    named = [opportunities.get(oid[:15]) for oid in opportunity_ids_in(issue.description)]
+    named = [opportunities.by_id15.get(oid[:15]) for oid in opportunity_ids_in(issue.description)]
     from_description = next((o for o in named if o is not None), None)
-    from_link = opportunities.get(f"iid:{issue.iid}")
+    linking = opportunities.by_iid.get(issue.iid, [])
+    if from_description is None and len(linking) > 1:
+        # Several opportunities claim this issue and its description names none: no guessing.
+        issue.opportunity = None
+        return [
+            DataQualityProblem(
+                issue=issue,
+                opportunity=linking[0],
+                kind=ProblemKind.OPPORTUNITY_LINK_MISMATCH,
+                message=f"{', '.join(o.salesforce_id for o in linking)} all link to this issue; "
+                "name the right opportunity in the issue description",
+            )
+        ]
+    from_link = next(
+        (
+            o
+            for o in linking
+            if from_description and same_salesforce_id(o.salesforce_id, from_description.salesforce_id)
+        ),
+        linking[0] if linking else None,
+    )
     issue.opportunity = from_description or from_link
     problems = []
     if opportunity_ids_in(issue.description) and from_description is None:
@@ -252,3 +281,53 @@ def set_keep_open(
     issue.keep_open_set_at = timezone.now()
     issue.save(update_fields=["keep_open_until", "keep_open_set_by", "keep_open_set_at"])
     return KeepOpenOverride.objects.create(issue=issue, until=until, set_by=actor, reason=reason)
+
+
+# --- Closing rules: each firing recorded once, its change queued like an EM's ---------------------
+
+
+@transaction.atomic
+def close_issue_by_rule(
+    *,
+    issue: ScopingIssue,
+    rule: RuleAction.Rule | str,
+    reason: str,
+    change: LabelChange,
+    close: bool,
+    note: str = "",
+    close_qtr: str = "",
+) -> RuleAction | None:
+    """Record a rule firing once per (issue, rule, reason) and queue its labels, close and comment.
+
+    Returns None when the rule already fired for this reason (an EM's later edits stand), unless
+    GitLab refused that firing's write. An empty change and no close only records the firing.
+    """
+    stamp = timezone.now()
+    action, created = RuleAction.objects.get_or_create(
+        issue=issue, rule=rule, reason=reason, defaults={"close_qtr": close_qtr, "applied_at": stamp}
+    )
+    if not created:
+        if not rule_write_refused(action=action):
+            return None
+        action.applied_at, action.close_qtr = stamp, close_qtr
+        action.save(update_fields=["applied_at", "close_qtr"])
+    if not change and not close and not note:
+        return action  # already as the rule wants it: recorded, nothing to send
+    extra = {"note": note} if note else {}
+    # One timestamp on both rows pairs the firing with its write (see rule_write_refused).
+    _queue_write(
+        issue=issue,
+        change=change,
+        actor=None,
+        state_event="close" if close else "",
+        created_at=stamp,
+        **extra,
+    )
+    return action
+
+
+def rule_write_refused(*, action: RuleAction) -> bool:
+    """Whether GitLab refused the write this firing queued (e.g. its close_qtr label is missing)."""
+    return GitLabWrite.objects.filter(
+        issue_id=action.issue_id, created_at=action.applied_at, created_by=None, status=WriteStatus.FAILED
+    ).exists()
