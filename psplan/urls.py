@@ -1,9 +1,14 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from psplan import views
+from psplan import api_urls, tokens, views
+from psplan.api import APIDefaults
+
+api_v1 = [path("api/v1/", include((api_urls.urlpatterns, "api"), namespace="api"))]
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="scoping:issue-list", permanent=False)),
@@ -11,5 +16,17 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    *api_v1,
+    # Only /api/v1/ is described: other DRF views (the webhook) are not part of the public contract.
+    # Token first, so an anonymous caller gets 401 with a challenge, like the API itself.
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(
+            patterns=api_v1, authentication_classes=APIDefaults.authentication_classes
+        ),
+        name="api-schema",
+    ),
+    path("api/docs/", login_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
+    path("api/token/", tokens.api_token, name="api-token"),
     path("", include("scoping.urls")),
 ]
