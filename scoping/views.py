@@ -1,13 +1,26 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.contrib import messages
 from django.core.paginator import Paginator
-from django.shortcuts import render
+from django.db import transaction
+from django.db.models import Count, Q
+from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.views.decorators.http import require_POST
 
 from opportunities.choices import SyncKind
 from opportunities.models import EngagementManager, SyncRun
+from psplan.permissions import can_edit
+from scoping.choices import IssueState, Stage, WriteStatus
 from scoping.filters import ScopingIssueFilter
-from scoping.models import ScopingIssue
+from scoping.forms import StageForm, TriageForm
+from scoping.models import GitLabWrite, ScopingIssue, WebhookDelivery
+from scoping.services import set_issue_engagement_manager, set_issue_segment, set_issue_stage
+from scoping.sync import lock_holder
+from scoping.triage import Suggestion, open_issue_counts, suggest
 
 ISSUES_PER_PAGE = 50
 
@@ -41,15 +54,121 @@ def _query_without_page(request) -> str:
 
 
 def sync_status(request):
-    """Recent background runs, their counts and errors, and how old the last success of each kind is."""
-    runs = SyncRun.objects.all()[:50]
+    """Recent background runs, their counts and errors, how old each last success is, and the backlog."""
     last_success = SyncRun.objects.last_successes()
-    return render(
-        request,
-        "scoping/sync_status.html",
-        {
-            "runs": runs,
-            "last_success": [(kind.label, last_success.get(kind.value)) for kind in SyncKind],
-            "now": timezone.now(),
-        },
+    writes = GitLabWrite.objects.aggregate(
+        pending=Count("id", filter=Q(status=WriteStatus.PENDING)),
+        failed=Count("id", filter=Q(status=WriteStatus.FAILED)),
     )
+    context = {
+        "runs": SyncRun.objects.all()[:50],
+        "last_success": [(kind.label, last_success.get(kind.value)) for kind in SyncKind],
+        "lock": lock_holder(),
+        "writes": writes,
+        "failed_writes": GitLabWrite.objects.filter(status=WriteStatus.FAILED)
+        .select_related("issue")
+        .order_by("-created_at", "-id")[:10],
+        "last_webhook": WebhookDelivery.objects.only("received_at").first(),
+        "now": timezone.now(),
+    }
+    return render(request, "scoping/sync_status.html", context)
+
+
+BOARD_COLUMNS = list(Stage)
+RECENTLY_CLOSED = timedelta(days=90)
+
+
+def _board_engagement_manager(request) -> EngagementManager | None:
+    """The EM whose board to show: ?engagement_manager=username, else the signed-in EM, else everyone."""
+    username = request.GET.get("engagement_manager")
+    if username == "all":
+        return None
+    if username:
+        return get_object_or_404(EngagementManager, gitlab_username__iexact=username)
+    return getattr(request.user, "engagement_manager", None)
+
+
+def board(request):
+    """An EM's scoping issues in workflow columns; issues closed in the last 90 days stay visible."""
+    now = timezone.now()
+    engagement_manager = _board_engagement_manager(request)
+    issues = (
+        ScopingIssue.objects.current()
+        .filter(Q(state=IssueState.OPENED) | Q(closed_at__gte=now - RECENTLY_CLOSED))
+        .select_related("engagement_manager")
+        .with_staleness(as_of=now)
+        .order_by("last_activity_at")
+    )
+    if engagement_manager:
+        issues = issues.for_em(engagement_manager)
+    by_stage: dict[str, list[ScopingIssue]] = {stage: [] for stage in BOARD_COLUMNS}
+    for issue in issues:
+        by_stage[issue.stage].append(issue)
+    context = {
+        "columns": [(stage, by_stage[stage]) for stage in BOARD_COLUMNS],
+        "board_em": engagement_manager,
+        "engagement_managers": EngagementManager.objects.active().exclude(gitlab_username=""),
+        "stages": Stage,
+    }
+    return render(request, "scoping/_board.html" if request.htmx else "scoping/board.html", context)
+
+
+@require_POST
+def move_issue(request, iid: int):
+    """Move a card to another column (GitLab board semantics); answers with the refreshed board."""
+    if not can_edit(request.user):
+        return HttpResponseForbidden("Only engagement managers can move scoping issues.")
+    issue = get_object_or_404(ScopingIssue.objects.current(), iid=iid)
+    form = StageForm(request.POST)
+    if not form.is_valid():
+        return HttpResponseBadRequest(f"Unknown stage {request.POST.get('stage')!r}.")
+    set_issue_stage(issue=issue, stage=form.cleaned_data["stage"], actor=request.user)
+    return board(request)
+
+
+def triage(request):
+    """New and unassigned issues with the EM and segment their account's territory suggests."""
+    issues = list(
+        ScopingIssue.objects.untriaged()
+        .select_related("engagement_manager", "opportunity__account__territory")
+        .order_by("created_at")
+    )
+    suggestions = suggest(issues)
+    rows = [(issue, suggestions[issue.pk], _triage_form(issue, suggestions[issue.pk])) for issue in issues]
+    return render(request, "scoping/triage.html", {"rows": rows, "load": open_issue_counts()})
+
+
+def _triage_form(issue: ScopingIssue, suggestion: Suggestion) -> TriageForm:
+    em = issue.engagement_manager or suggestion.engagement_manager
+    return TriageForm(
+        initial={
+            "segment": issue.segment or suggestion.segment,
+            "engagement_manager": em.gitlab_username if em else None,
+        }
+    )
+
+
+@require_POST
+def triage_issue(request, iid: int):
+    """Label the segment and assign the EM in one step; the row leaves the queue."""
+    if not can_edit(request.user):
+        return HttpResponseForbidden("Only engagement managers can triage scoping issues.")
+    issue = get_object_or_404(ScopingIssue.objects.current(), iid=iid)
+    form = TriageForm(request.POST)
+    if not form.is_valid():
+        suggestion = suggest([issue])[issue.pk]
+        return render(
+            request,
+            "scoping/_triage_row.html",
+            {"issue": issue, "suggestion": suggestion, "form": form},
+            status=400,
+        )
+    with transaction.atomic():
+        set_issue_segment(issue=issue, segment=form.cleaned_data["segment"], actor=request.user)
+        set_issue_engagement_manager(
+            issue=issue, engagement_manager=form.cleaned_data["engagement_manager"], actor=request.user
+        )
+    if request.htmx:
+        return HttpResponse("")
+    messages.success(request, f"#{issue.iid} triaged to {form.cleaned_data['engagement_manager']}.")
+    return redirect("scoping:triage")
