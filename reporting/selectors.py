@@ -12,8 +12,8 @@ from opportunities.choices import EMConfidence
 from opportunities.models import Opportunity
 from opportunities.selectors import ps_amount
 from psplan.fiscal import FiscalQuarter, quarter_sort_key
-from scoping.choices import Stage
-from scoping.models import ScopingIssue
+from scoping.choices import ProblemKind, Stage
+from scoping.models import DataQualityProblem, ScopingIssue
 
 WIN_RATE_GROUPS = {
     "quarter": "close_qtr",
@@ -111,3 +111,13 @@ def _totals(groups: list[dict[str, Any]], field: str, *, key) -> list[dict[str, 
         total["count"] += group["count"]
         total["amount"] += group["amount"]
     return sorted(totals.values(), key=lambda total: key(total[field]))
+
+
+def problem_counts() -> list[dict[str, Any]]:
+    """Open data-quality problems per kind, most common first, with the kind's label."""
+    labels = dict(ProblemKind.choices)
+    rows = DataQualityProblem.objects.values("kind").annotate(count=Count("id")).order_by("-count", "kind")
+    return [
+        {"kind": row["kind"], "label": labels.get(row["kind"], row["kind"]), "count": row["count"]}
+        for row in rows
+    ]
