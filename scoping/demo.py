@@ -335,7 +335,8 @@ def _issue_story(iid: int, opportunity: Opportunity, rng: random.Random, today: 
         days_idle = (today - add_months(today, -settings.PSPLAN_STALE_AFTER_MONTHS)).days - rng.randint(2, 12)
     else:
         days_idle = rng.randint(0, 40)
-    return _with_quirks(iid, labels), IssueState.OPENED, None, _aware(today - timedelta(days=days_idle), 9)
+    last_activity = min(_aware(today - timedelta(days=days_idle), 9), timezone.now())
+    return _with_quirks(iid, labels), IssueState.OPENED, None, last_activity
 
 
 def _with_quirks(iid: int, labels: list[str]) -> list[str]:
