@@ -30,6 +30,7 @@ from psplan.permissions import ReadAnyWriteEngagementManager
 
 _DIGITS = re.compile(r"[0-9]+")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_MAX_PAGE = 10**9
 
 
 # How long a checked token is trusted without asking the database again.
@@ -140,6 +141,9 @@ class APIPagination(StandardPagination):
         raw = request.query_params.get(self.page_query_param) or "1"
         if not _DIGITS.fullmatch(raw) or int(raw) < 1:
             raise ValidationError({self.page_query_param: ["Must be a whole number from 1."]})
+        # Far past any last page, and an OFFSET this large overflows the database's integers.
+        if int(raw) > _MAX_PAGE:
+            raise NotFound(self.invalid_page_message)
         return int(raw)
 
     def get_paginated_response(self, data) -> Response:

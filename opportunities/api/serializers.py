@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -22,10 +23,10 @@ def money(value: Decimal | None) -> str | None:
     return None if value is None else f"{value:.2f}"
 
 
-def salesforce_url(salesforce_id: str) -> str:
-    """Same link as `Opportunity.salesforce_url`, without building a model instance per row."""
+def salesforce_url_prefix() -> str:
+    """`Opportunity.salesforce_url` up to the id, so a page of rows needs no model instances."""
     base = settings.SALESFORCE_INSTANCE_URL or "https://login.salesforce.com"
-    return f"{base}/lightning/r/Opportunity/{salesforce_id}/view"
+    return f"{base}/lightning/r/Opportunity/"
 
 
 class WriteBackSerializer(serializers.Serializer):
@@ -92,10 +93,14 @@ class OpportunitySerializer(serializers.Serializer):
     scoping_issue_link = serializers.CharField(allow_null=True)
     system_modstamp = serializers.DateTimeField(allow_null=True)
 
+    @cached_property
+    def _url_prefix(self) -> str:
+        return salesforce_url_prefix()
+
     def to_representation(self, row: dict[str, Any]) -> dict[str, Any]:
         return {
             "salesforce_id": row["salesforce_id"],
-            "url": salesforce_url(row["salesforce_id"]),
+            "url": f"{self._url_prefix}{row['salesforce_id']}/view",
             "name": row["name"],
             "account": row["account_name"],
             "sales_territory": row["sales_territory"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 from rest_framework import serializers
@@ -100,5 +101,35 @@ class ScopingIssueEditSerializer(serializers.Serializer):
         help_text="Keep out of the stale rule until this day (today or later)",
     )
     keep_open_reason = StrictCharField(
-        required=False, allow_blank=True, max_length=2000, help_text="Why, for the audit trail"
+        required=False,
+        allow_blank=True,
+        max_length=2000,
+        help_text="Why, for the audit trail (with keep_open_until)",
     )
+
+
+class EngagementManagerSerializer(serializers.Serializer):
+    class TerritorySerializer(serializers.Serializer):
+        name = serializers.CharField()
+        segment = serializers.CharField()
+        role = serializers.CharField()
+
+    username = serializers.CharField(allow_null=True, help_text="GitLab username; null until linked")
+    name = serializers.CharField()
+    email = serializers.CharField(allow_null=True)
+    active = serializers.BooleanField()
+    territories = TerritorySerializer(many=True)
+    segments = serializers.ListField(child=serializers.CharField(), help_text="Segments of its territories")
+    open_issue_count = serializers.IntegerField()
+
+    def to_representation(self, row: dict[str, Any]) -> dict[str, Any]:
+        territories = sorted(row["territory_list"] or [], key=itemgetter("name"))
+        return {
+            "username": row["gitlab_username"] or None,
+            "name": row["name"],
+            "email": row["email"] or None,
+            "active": row["active"],
+            "territories": territories,
+            "segments": sorted({territory["segment"] for territory in territories}),
+            "open_issue_count": row["open_issue_count"],
+        }

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-from operator import itemgetter
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, viewsets
+from rest_framework import viewsets
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
@@ -15,6 +14,7 @@ from opportunities.models import EngagementManager
 from psplan.api import APIDefaults, field_errors
 from scoping import selectors, services
 from scoping.api.serializers import (
+    EngagementManagerSerializer,
     ScopingIssueDetailSerializer,
     ScopingIssueEditSerializer,
     ScopingIssueSerializer,
@@ -109,7 +109,7 @@ def _keep_open(issue: ScopingIssue, changes: dict[str, Any], *, actor) -> None:
         raise field_errors("keep_open_until", exc) from None
 
 
-_SEVERITY = [WriteStatus.FAILED, WriteStatus.PENDING, WriteStatus.DELIVERED]
+_SEVERITY = {WriteStatus.FAILED: 0, WriteStatus.PENDING: 1, WriteStatus.DELIVERED: 2}
 
 
 def _write_back(*states: dict[str, Any] | None) -> dict[str, str] | None:
@@ -117,39 +117,12 @@ def _write_back(*states: dict[str, Any] | None) -> dict[str, str] | None:
     known = [state for state in states if state is not None]
     if not known:
         return None
-    worst = min(known, key=lambda state: _SEVERITY.index(state["status"]))
+    worst = min(known, key=lambda state: _SEVERITY.get(state["status"], 1))
     return {"status": worst["status"], "error": worst["last_error"]}
 
 
 def _detail(row: dict[str, Any], write_back: dict[str, str] | None) -> dict[str, Any]:
     return ScopingIssueDetailSerializer({**row, "write_back": write_back}).data
-
-
-class EngagementManagerSerializer(serializers.Serializer):
-    class TerritorySerializer(serializers.Serializer):
-        name = serializers.CharField()
-        segment = serializers.CharField()
-        role = serializers.CharField()
-
-    username = serializers.CharField(allow_null=True, help_text="GitLab username; null until linked")
-    name = serializers.CharField()
-    email = serializers.CharField(allow_null=True)
-    active = serializers.BooleanField()
-    territories = TerritorySerializer(many=True)
-    segments = serializers.ListField(child=serializers.CharField(), help_text="Segments of its territories")
-    open_issue_count = serializers.IntegerField()
-
-    def to_representation(self, row: dict[str, Any]) -> dict[str, Any]:
-        territories = sorted(row["territory_list"] or [], key=itemgetter("name"))
-        return {
-            "username": row["gitlab_username"] or None,
-            "name": row["name"],
-            "email": row["email"] or None,
-            "active": row["active"],
-            "territories": territories,
-            "segments": sorted({territory["segment"] for territory in territories}),
-            "open_issue_count": row["open_issue_count"],
-        }
 
 
 class EngagementManagerViewSet(APIDefaults, viewsets.GenericViewSet):

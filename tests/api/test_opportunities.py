@@ -254,3 +254,16 @@ def test_bad_input_gets_400_naming_the_field_and_changes_nothing(em_api, body, f
     assert list(response.json()) == [field]
     assert Opportunity.objects.get(salesforce_id=OPP).em_confidence == "Grey"
     assert not SalesforceWrite.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_patch_answer_shows_a_delivery_that_happened_on_commit(monkeypatch, em_api):
+    """With tasks running in-process, delivery runs when the change commits, before the answer is built."""
+
+    def deliver_now():
+        SalesforceWrite.objects.update(status=OutboxStatus.DELIVERED)
+
+    monkeypatch.setattr("opportunities.tasks.deliver_salesforce_writes.delay", deliver_now)
+    OpportunityFactory(salesforce_id=OPP)
+    body = em_api.patch(f"{LIST}{OPP}/", {"em_confidence": "Green"}, format="json").json()
+    assert body["write_back"] == {"status": "delivered", "error": ""}

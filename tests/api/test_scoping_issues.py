@@ -164,9 +164,10 @@ def test_a_bad_filter_value_gets_400_naming_the_parameter(reader_api, query, fie
     assert list(response.json()) == [field]
 
 
-def test_a_page_past_the_end_is_404(reader_api):
+@pytest.mark.parametrize("page", ["2", "1000000000", "14767743537580141516423168"])
+def test_a_page_past_the_end_is_404(reader_api, page):
     ScopingIssueFactory()
-    assert reader_api.get(f"{LIST}?page=2").status_code == 404
+    assert reader_api.get(f"{LIST}?page={page}").status_code == 404
 
 
 def test_pages_are_newest_first_and_link_to_each_other(reader_api):
@@ -357,3 +358,16 @@ def test_a_form_encoded_body_gets_415(em_api):
     ScopingIssueFactory(iid=5)
     response = em_api.patch(f"{LIST}5/", "stage=Open", content_type="application/x-www-form-urlencoded")
     assert response.status_code == 415
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_patch_answer_shows_a_delivery_that_happened_on_commit(monkeypatch, em_api):
+    """With tasks running in-process, delivery runs when the change commits, before the answer is built."""
+
+    def deliver_now():
+        GitLabWrite.objects.update(status=WriteStatus.FAILED, last_error="GitLab answered 403")
+
+    monkeypatch.setattr("scoping.tasks.deliver_gitlab_writes.delay", deliver_now)
+    ScopingIssueFactory(iid=5, labels=[SC, "proposal::SOW_WIP"])
+    body = em_api.patch(f"{LIST}5/", {"stage": "Approved"}, format="json").json()
+    assert body["write_back"] == {"status": "failed", "error": "GitLab answered 403"}
