@@ -43,6 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.throwaway_django import django_on_throwaway_database  # noqa: E402
 from tests.standins.gitlab import GitLabStandIn  # noqa: E402
 
 TOKEN = "glpat-benchmark"
@@ -296,41 +297,18 @@ def main() -> None:
     try:
         print(f"GitLab stand-in on {server.url}", flush=True)
         timed(f"seeding {args.issues} issues", lambda: seed_gitlab(server, args.issues, random.Random(1)))
-        os.environ.update(
-            {
-                "GITLAB_URL": server.url,
-                "GITLAB_TOKEN": TOKEN,
-                "GITLAB_PROJECT": PROJECT,
-                "GITLAB_SCOPING_LABEL": SCOPING,
-                "GITLAB_WEBHOOK_SECRET": WEBHOOK_SECRET,
-                "DJANGO_SETTINGS_MODULE": "psplan.settings",
-                "DJANGO_LOG_LEVEL": "WARNING",
-                "DJANGO_ALLOWED_HOSTS": "testserver,127.0.0.1",
-            }
-        )
-        os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-only-not-a-secret")
-        for name in ("CELERY_BROKER_URL", "SALESFORCE_INSTANCE_URL", "SALESFORCE_USERNAME"):
-            os.environ.pop(name, None)
-        uses_own_database = "DATABASE_URL" in os.environ
-        if not uses_own_database:
-            os.environ["DATABASE_URL"] = f"sqlite:///{workdir}/bench.sqlite3"
-
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-        from django.db import connection
-
-        if uses_own_database:
-            connection.creation.create_test_db(verbosity=0, autoclobber=True)
-        else:
-            call_command("migrate", verbosity=0)
-        print(f"Database: {connection.vendor}", flush=True)
-        try:
+        environ = {
+            "GITLAB_URL": server.url,
+            "GITLAB_TOKEN": TOKEN,
+            "GITLAB_PROJECT": PROJECT,
+            "GITLAB_SCOPING_LABEL": SCOPING,
+            "GITLAB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "DJANGO_ALLOWED_HOSTS": "testserver,127.0.0.1",
+        }
+        unset = ("SALESFORCE_INSTANCE_URL", "SALESFORCE_USERNAME")
+        with django_on_throwaway_database(workdir, environ, unset=unset) as vendor:
+            print(f"Database: {vendor}", flush=True)
             figures = run(args, server)
-        finally:
-            if uses_own_database:
-                connection.creation.destroy_test_db(connection.settings_dict["NAME"], verbosity=0)
     finally:
         server.stop()
         for path in Path(workdir).glob("*"):

@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.throwaway_django import django_on_throwaway_database  # noqa: E402
 from tests.standins.salesforce import SalesforceStandIn  # noqa: E402
 
 TERRITORIES = ["AMER - SMB", "EMEA - Enterprise - DACH", "APAC - Mid-Market", "AMER - Enterprise - East"]
@@ -205,37 +206,13 @@ def main() -> None:
             f"seeding {args.opportunities} opportunities",
             lambda: seed_salesforce(standin, args.opportunities, args.referenced_only, random.Random(1)),
         )
-        os.environ.update(
-            {
-                "REQUESTS_CA_BUNDLE": standin.ca_bundle_path,
-                "SALESFORCE_INSTANCE_URL": standin.instance_url,
-                "SALESFORCE_ACCESS_TOKEN": standin.access_token,
-                "DJANGO_SETTINGS_MODULE": "psplan.settings",
-                "DJANGO_LOG_LEVEL": "WARNING",
-            }
-        )
-        os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-only-not-a-secret")
-        for name in ("CELERY_BROKER_URL", "GITLAB_TOKEN", "SALESFORCE_USERNAME"):
-            os.environ.pop(name, None)
-        uses_own_database = "DATABASE_URL" in os.environ
-        if not uses_own_database:
-            os.environ["DATABASE_URL"] = f"sqlite:///{workdir}/bench.sqlite3"
-
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-        from django.db import connection
-
-        if uses_own_database:
-            connection.creation.create_test_db(verbosity=0, autoclobber=True)
-        else:
-            call_command("migrate", verbosity=0)
-        try:
+        environ = {
+            "REQUESTS_CA_BUNDLE": standin.ca_bundle_path,
+            "SALESFORCE_INSTANCE_URL": standin.instance_url,
+            "SALESFORCE_ACCESS_TOKEN": standin.access_token,
+        }
+        with django_on_throwaway_database(workdir, environ, unset=("GITLAB_TOKEN", "SALESFORCE_USERNAME")):
             figures = run(args, standin, ids)
-        finally:
-            if uses_own_database:
-                connection.creation.destroy_test_db(connection.settings_dict["NAME"], verbosity=0)
     finally:
         standin.stop()
         for path in Path(workdir).glob("*"):
