@@ -75,7 +75,9 @@ class EngagementManagerFilter(django_filters.CharFilter):
 
 class OpportunityFilter(django_filters.FilterSet):
     engagement_manager = EngagementManagerFilter()
-    em_confidence = django_filters.ChoiceFilter(choices=EMConfidence.choices, label="EM confidence")
+    em_confidence = django_filters.ChoiceFilter(
+        choices=EMConfidence.choices, empty_label="All", label="EM confidence"
+    )
     close_quarter = QuarterFilter(label="Close quarter")
     is_closed = StrictBooleanFilter()
     is_won = StrictBooleanFilter()

@@ -20,11 +20,11 @@ __all__ = ["ScopingIssueFilter", "WinRateFilter", "validate_quarter_code"]
 
 
 class ScopingIssueFilter(django_filters.FilterSet):
-    stage = django_filters.ChoiceFilter(choices=Stage.choices)
-    segment = django_filters.ChoiceFilter(choices=Segment.choices)
+    stage = django_filters.ChoiceFilter(choices=Stage.choices, empty_label="All")
+    segment = django_filters.ChoiceFilter(choices=Segment.choices, empty_label="All")
     engagement_manager = EngagementManagerFilter()
-    em_status = django_filters.ChoiceFilter(choices=EMStatus.choices, label="EM status")
-    state = django_filters.ChoiceFilter(choices=IssueState.choices)
+    em_status = django_filters.ChoiceFilter(choices=EMStatus.choices, empty_label="All", label="EM status")
+    state = django_filters.ChoiceFilter(choices=IssueState.choices, empty_label="All")
     close_qtr = QuarterFilter(label="Close quarter")
     stale = StrictBooleanFilter(method="filter_stale")
     public_sector = StrictBooleanFilter()
