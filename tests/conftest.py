@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth.models import Group
@@ -8,6 +9,7 @@ from rest_framework.authtoken.models import Token
 
 from psplan.permissions import ENGAGEMENT_MANAGERS_GROUP
 from tests.factories import EngagementManagerFactory, UserFactory
+from tests.standins.salesforce import SalesforceStandIn, django_settings_for
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -38,6 +40,16 @@ def redis_url() -> str:
     if not url:
         pytest.fail("TEST_REDIS_URL is not set: run the suite with bin/test, which starts Redis")
     return url
+
+
+@pytest.fixture
+def salesforce(settings, monkeypatch) -> Iterator[SalesforceStandIn]:
+    """The Salesforce stand-in (HTTPS with its own CA), and PS Plan's settings pointing at it."""
+    with SalesforceStandIn() as standin:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", standin.ca_bundle_path)
+        for name, value in django_settings_for(standin).items():
+            setattr(settings, name, value)
+        yield standin
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -21,19 +20,10 @@ from opportunities.services import update_ps_fields
 from opportunities.tasks import deliver_salesforce_writes
 from tests.factories import OpportunityFactory
 from tests.standins import salesforce as faults
-from tests.standins.salesforce import SalesforceStandIn, django_settings_for
+from tests.standins.salesforce import SalesforceStandIn
 
 pytestmark = pytest.mark.django_db
 LINK = "https://gitlab.com/g/ps-plan/-/issues/{}"
-
-
-@pytest.fixture
-def salesforce(settings, monkeypatch) -> Iterator[SalesforceStandIn]:
-    with SalesforceStandIn() as standin:
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", standin.ca_bundle_path)
-        for name, value in django_settings_for(standin).items():
-            setattr(settings, name, value)
-        yield standin
 
 
 def mirrored(salesforce: SalesforceStandIn, count: int) -> list[Opportunity]:

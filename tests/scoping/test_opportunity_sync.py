@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import pytest
@@ -19,20 +18,11 @@ from scoping.opportunity_sync import sync_salesforce
 from scoping.rules import apply_rules
 from tests.factories import ScopingIssueFactory
 from tests.standins import salesforce as faults
-from tests.standins.salesforce import SalesforceStandIn, django_settings_for
+from tests.standins.salesforce import SalesforceStandIn
 
 pytestmark = pytest.mark.django_db
 SC = "Services Calculator"
 LONG_AGO = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def salesforce(settings, monkeypatch) -> Iterator[SalesforceStandIn]:
-    with SalesforceStandIn() as standin:
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", standin.ca_bundle_path)
-        for name, value in django_settings_for(standin).items():
-            setattr(settings, name, value)
-        yield standin
 
 
 def lightning_url(salesforce: SalesforceStandIn, opportunity_id: str) -> str:
