@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import DecimalField, F, QuerySet
+from django.db.models import DecimalField, F, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from opportunities.models import Opportunity, SalesforceWrite
@@ -64,3 +64,12 @@ def latest_write(*, salesforce_id: str) -> dict[str, Any] | None:
 
 def write_state(write_id: int) -> dict[str, Any] | None:
     return SalesforceWrite.objects.filter(pk=write_id).values("status", "last_error").first()
+
+
+def with_latest_write(queryset: QuerySet[Opportunity]) -> QuerySet[Opportunity]:
+    """Annotate the status and error of each opportunity's newest Salesforce write, in the same query."""
+    newest = SalesforceWrite.objects.filter(opportunity=OuterRef("pk")).order_by("-created_at", "-id")
+    return queryset.annotate(
+        write_status=Subquery(newest.values("status")[:1]),
+        write_error=Subquery(newest.values("last_error")[:1]),
+    )

@@ -28,6 +28,7 @@ urlpatterns = [
     ),
     path("api/docs/", login_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
     path("api/token/", tokens.api_token, name="api-token"),
+    path("opportunities/", include("opportunities.urls")),
     path("reports/", include("reporting.urls")),
     path("", include("scoping.urls")),
 ]

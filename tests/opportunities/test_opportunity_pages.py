@@ -1,0 +1,81 @@
+"""The opportunities page: EMs keep the PS section current; Salesforce's answer shows on the row."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from opportunities.choices import OutboxStatus
+from opportunities.models import Opportunity, SalesforceWrite
+from tests.factories import EngagementManagerFactory, OpportunityFactory
+
+pytestmark = pytest.mark.django_db
+OPP = "006000000000777AAA"
+
+
+def test_open_opportunities_are_listed_by_default(reader_client):
+    OpportunityFactory(name="Open deal")
+    OpportunityFactory(name="Closed deal", is_closed=True)
+    response = reader_client.get("/opportunities/")
+    assert [o.name for o in response.context["page"]] == ["Open deal"]
+    assert [o.name for o in reader_client.get("/opportunities/?is_closed=true").context["page"]] == [
+        "Closed deal"
+    ]
+    assert ">Edit<" not in response.content.decode()
+
+
+def test_an_em_sets_confidence_with_a_rationale_and_the_row_shows_it_is_being_sent(em_client):
+    OpportunityFactory(salesforce_id=OPP)
+    response = em_client.post(
+        f"/opportunities/{OPP}/edit/",
+        {"em_confidence": "Amber", "em_confidence_rationale": "Procurement is slow"},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Amber" in html and "Procurement is slow" in html and "sending…" in html
+    assert Opportunity.objects.get().em_confidence == "Amber"
+    assert SalesforceWrite.objects.get().changes == {
+        "em_confidence": "Amber",
+        "em_confidence_rationale": "Procurement is slow",
+    }
+
+
+def test_red_without_a_rationale_is_refused_with_the_reason_and_nothing_is_sent(em_client):
+    OpportunityFactory(salesforce_id=OPP)
+    response = em_client.post(f"/opportunities/{OPP}/edit/", {"em_confidence": "Red"})
+    assert response.status_code == 400
+    assert "Red confidence needs a rationale." in response.content.decode()
+    assert Opportunity.objects.get().em_confidence == "Grey"
+    assert not SalesforceWrite.objects.exists()
+
+
+def test_a_salesforce_refusal_is_shown_on_the_row(reader_client):
+    opportunity = OpportunityFactory(salesforce_id=OPP)
+    SalesforceWrite.objects.create(
+        opportunity=opportunity,
+        changes={"em_confidence": "Green"},
+        status=OutboxStatus.FAILED,
+        last_error="FIELD_CUSTOM_VALIDATION_EXCEPTION: Close date must be in the future",
+    )
+    html = reader_client.get("/opportunities/").content.decode()
+    assert "failed: FIELD_CUSTOM_VALIDATION_EXCEPTION: Close date must be in the future" in html
+
+
+def test_readers_cannot_open_the_editor(reader_client):
+    OpportunityFactory(salesforce_id=OPP)
+    assert reader_client.get(f"/opportunities/{OPP}/edit/").status_code == 403
+    assert reader_client.post(f"/opportunities/{OPP}/edit/", {"em_confidence": "Green"}).status_code == 403
+
+
+def test_opportunity_list_query_count_does_not_grow_with_rows(reader_client):
+    OpportunityFactory(engagement_manager=EngagementManagerFactory())
+    with CaptureQueriesContext(connection) as one:
+        reader_client.get("/opportunities/")
+    for _ in range(30):
+        opportunity = OpportunityFactory(engagement_manager=EngagementManagerFactory())
+        SalesforceWrite.objects.create(opportunity=opportunity, changes={"em_confidence": "Green"})
+    with CaptureQueriesContext(connection) as many:
+        reader_client.get("/opportunities/")
+    assert len(many) == len(one)
