@@ -209,6 +209,16 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# --- Cache ------------------------------------------------------------------
+# In-process by default; a shared cache (redis://…) makes API throttles and token checks hold across
+# every server process.
+try:
+    CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+except (ValueError, KeyError) as exc:
+    raise ImproperlyConfigured(
+        f"CACHE_URL is not a cache URL such as redis://127.0.0.1:6379/1: {exc}"
+    ) from None
+
 # --- Celery ----------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 if CELERY_BROKER_URL and urlsplit(CELERY_BROKER_URL).scheme not in {

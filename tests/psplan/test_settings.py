@@ -58,6 +58,7 @@ def test_debug_mode_starts_with_zero_configuration():
         ("SALESFORCE_API_VERSION", "v59"),
         ("CELERY_BROKER_URL", "localhost:6379"),
         ("DATABASE_URL", "nosuchdb://x"),
+        ("CACHE_URL", "nosuchcache://x"),
     ],
 )
 def test_bad_values_are_refused_naming_the_variable(variable, value):
