@@ -29,11 +29,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -293,7 +291,6 @@ def main() -> None:
     args = parser.parse_args()
 
     server = GitLabStandIn(token=TOKEN, project_path=PROJECT).start()
-    workdir = tempfile.mkdtemp(prefix="psplan-bench-")
     try:
         print(f"GitLab stand-in on {server.url}", flush=True)
         timed(f"seeding {args.issues} issues", lambda: seed_gitlab(server, args.issues, random.Random(1)))
@@ -306,14 +303,11 @@ def main() -> None:
             "DJANGO_ALLOWED_HOSTS": "testserver,127.0.0.1",
         }
         unset = ("SALESFORCE_INSTANCE_URL", "SALESFORCE_USERNAME")
-        with django_on_throwaway_database(workdir, environ, unset=unset) as vendor:
+        with django_on_throwaway_database(environ, unset=unset) as vendor:
             print(f"Database: {vendor}", flush=True)
             figures = run(args, server)
     finally:
         server.stop()
-        for path in Path(workdir).glob("*"):
-            path.unlink()
-        os.rmdir(workdir)
     for name, value in figures.items():
         print(f"{name}: {value}")
 

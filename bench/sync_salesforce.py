@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import random
 import sys
-import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -199,7 +197,6 @@ def main() -> None:
     args = parser.parse_args()
 
     standin = SalesforceStandIn().start()
-    workdir = tempfile.mkdtemp(prefix="psplan-bench-")
     try:
         print(f"Salesforce stand-in on {standin.instance_url}", flush=True)
         ids = timed(
@@ -211,13 +208,10 @@ def main() -> None:
             "SALESFORCE_INSTANCE_URL": standin.instance_url,
             "SALESFORCE_ACCESS_TOKEN": standin.access_token,
         }
-        with django_on_throwaway_database(workdir, environ, unset=("GITLAB_TOKEN", "SALESFORCE_USERNAME")):
+        with django_on_throwaway_database(environ, unset=("GITLAB_TOKEN", "SALESFORCE_USERNAME")):
             figures = run(args, standin, ids)
     finally:
         standin.stop()
-        for path in Path(workdir).glob("*"):
-            path.unlink()
-        os.rmdir(workdir)
     for name, value in figures.items():
         print(f"{name}: {value}")
 
