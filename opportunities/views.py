@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpResponseForbidden
 from django.shortcuts import get_object_or_404, render
 
 from opportunities.filters import OpportunityFilter
@@ -10,7 +9,7 @@ from opportunities.forms import PSFieldsForm
 from opportunities.models import EngagementManager, Opportunity
 from opportunities.selectors import with_latest_write
 from opportunities.services import update_ps_fields
-from psplan.permissions import can_edit
+from psplan.permissions import editors_only
 
 OPPORTUNITIES_PER_PAGE = 50
 
@@ -41,10 +40,9 @@ def opportunity_row(request, salesforce_id: str):
     return render(request, "opportunities/_row.html", {"opportunity": opportunity})
 
 
+@editors_only
 def edit_ps_fields(request, salesforce_id: str):
     """The inline editor of one row: GET shows the form, POST saves locally and queues it for Salesforce."""
-    if not can_edit(request.user):
-        return HttpResponseForbidden("Only engagement managers can change the PS section.")
     opportunity = get_object_or_404(_opportunities(), salesforce_id=salesforce_id)
     form = PSFieldsForm(request.POST or None, initial=_current(opportunity))
     if request.method == "POST" and form.is_valid():

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.http import HttpResponseForbidden
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 ENGAGEMENT_MANAGERS_GROUP = "engagement_managers"
@@ -20,6 +23,18 @@ def can_edit(user: AbstractBaseUser | AnonymousUser) -> bool:
 def is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
     """Staff administer engagement managers, territories and overrides of any EM."""
     return bool(user.is_authenticated and (user.is_staff or user.is_superuser))
+
+
+def editors_only(view):
+    """Pages that change PS data answer 403 to readers (the API does the same through its permission)."""
+
+    @functools.wraps(view)
+    def guarded(request, *args, **kwargs):
+        if not can_edit(request.user):
+            return HttpResponseForbidden("Only engagement managers and admins can change PS data.")
+        return view(request, *args, **kwargs)
+
+    return guarded
 
 
 class ReadAnyWriteEngagementManager(BasePermission):

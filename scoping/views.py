@@ -6,14 +6,14 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, Q
-from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from opportunities.choices import SyncKind
 from opportunities.models import EngagementManager, SyncRun
-from psplan.permissions import can_edit
+from psplan.permissions import editors_only
 from scoping.choices import IssueState, Stage, WriteStatus
 from scoping.filters import ScopingIssueFilter
 from scoping.forms import StageForm, TriageForm
@@ -114,10 +114,9 @@ def board(request):
 
 
 @require_POST
+@editors_only
 def move_issue(request, iid: int):
     """Move a card to another column (GitLab board semantics); answers with the refreshed board."""
-    if not can_edit(request.user):
-        return HttpResponseForbidden("Only engagement managers can move scoping issues.")
     issue = get_object_or_404(ScopingIssue.objects.current(), iid=iid)
     form = StageForm(request.POST)
     if not form.is_valid():
@@ -149,10 +148,9 @@ def _triage_form(issue: ScopingIssue, suggestion: Suggestion) -> TriageForm:
 
 
 @require_POST
+@editors_only
 def triage_issue(request, iid: int):
     """Label the segment and assign the EM in one step; the row leaves the queue."""
-    if not can_edit(request.user):
-        return HttpResponseForbidden("Only engagement managers can triage scoping issues.")
     issue = get_object_or_404(ScopingIssue.objects.current(), iid=iid)
     form = TriageForm(request.POST)
     if not form.is_valid():
