@@ -95,3 +95,19 @@ def test_data_quality_page_query_count_does_not_grow_with_problems(reader_client
     with CaptureQueriesContext(connection) as many:
         reader_client.get("/reports/data-quality/")
     assert len(many) == len(one)
+
+
+@pytest.mark.parametrize("path", ["/reports/win-rate/?group_by=engagement_manager", "/reports/forecast/"])
+def test_report_page_query_count_does_not_grow_with_rows(reader_client, path):
+    em = EngagementManagerFactory()
+    _decided("Closed_Won", "Q425", engagement_manager=em)
+    OpportunityFactory(engagement_manager=em)
+    with CaptureQueriesContext(connection) as one:
+        reader_client.get(path)
+    for index in range(20):
+        em = EngagementManagerFactory()
+        _decided("Closed_Lost", f"Q{index % 4 + 1}26", engagement_manager=em)
+        OpportunityFactory(engagement_manager=em, em_confidence="Green")
+    with CaptureQueriesContext(connection) as many:
+        reader_client.get(path)
+    assert len(many) == len(one)

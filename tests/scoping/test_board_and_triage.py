@@ -177,3 +177,15 @@ def test_readers_cannot_triage(reader_client):
         ).status_code
         == 403
     )
+
+
+def test_triage_query_count_does_not_grow_with_issues(reader_client):
+    territory = _territory_with(EngagementManagerFactory())
+    ScopingIssueFactory(opportunity=OpportunityFactory(account=AccountFactory(territory=territory)))
+    with CaptureQueriesContext(connection) as one:
+        reader_client.get("/triage/")
+    for _ in range(20):
+        ScopingIssueFactory(opportunity=OpportunityFactory(account=AccountFactory(territory=territory)))
+    with CaptureQueriesContext(connection) as many:
+        reader_client.get("/triage/")
+    assert len(many) == len(one)
