@@ -1,8 +1,14 @@
-from django.contrib import admin
+"""Admin for the Salesforce mirror. Fields that copy Salesforce are read-only; the PS section goes through
+the same service as the pages (history, write-back to Salesforce)."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db import transaction
 
 from opportunities.models import (
     Account,
-    EngagementManager,
     Opportunity,
     OpportunityChange,
     SalesforceWrite,
@@ -10,20 +16,27 @@ from opportunities.models import (
     Territory,
     TerritoryAssignment,
 )
+from opportunities.services import PS_FIELDS, update_ps_fields
+from psplan.audit import ChangeSource
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records PS Plan keeps for itself: looked at in admin, never edited there."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 class TerritoryAssignmentInline(admin.TabularInline):
     model = TerritoryAssignment
     extra = 1
     autocomplete_fields = ["engagement_manager"]
-
-
-@admin.register(EngagementManager)
-class EngagementManagerAdmin(admin.ModelAdmin):
-    list_display = ["name", "email", "gitlab_username", "salesforce_user_id", "user", "active"]
-    list_filter = ["active"]
-    search_fields = ["name", "email", "gitlab_username"]
-    autocomplete_fields = ["user"]
 
 
 @admin.register(Territory)
@@ -35,7 +48,7 @@ class TerritoryAdmin(admin.ModelAdmin):
 
 
 @admin.register(Account)
-class AccountAdmin(admin.ModelAdmin):
+class AccountAdmin(ReadOnlyAdmin):
     list_display = ["name", "sales_territory", "territory", "salesforce_id"]
     search_fields = ["name", "salesforce_id", "sales_territory"]
     list_select_related = ["territory"]
@@ -47,24 +60,72 @@ class OpportunityAdmin(admin.ModelAdmin):
     list_filter = ["em_confidence", "is_closed", "is_won", "close_quarter"]
     search_fields = ["name", "salesforce_id", "account__name"]
     list_select_related = ["account", "engagement_manager"]
-    raw_id_fields = ["account"]
+    fields = [
+        "salesforce_id",
+        "name",
+        "account",
+        "stage_name",
+        "forecast_category",
+        "close_date",
+        "amount",
+        "proserv_amount",
+        "ps_value",
+        "owner_name",
+        *PS_FIELDS,
+        "refused_link",
+    ]
+    readonly_fields = [name for name in fields if name not in PS_FIELDS]
+    autocomplete_fields = ["engagement_manager"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @transaction.atomic
+    def save_model(self, request, obj: Opportunity, form, change: bool) -> None:
+        """The PS section through its service: history and a write-back to Salesforce come with it."""
+        opportunity = Opportunity.objects.select_for_update().get(pk=obj.pk)
+        values = {name: form.cleaned_data[name] for name in PS_FIELDS if name in form.changed_data}
+        try:
+            update_ps_fields(opportunity=opportunity, actor=request.user, source=ChangeSource.ADMIN, **values)
+        except ValidationError as exc:
+            messages.error(request, f"Not saved: {'; '.join(exc.messages)}")
 
 
 @admin.register(OpportunityChange)
-class OpportunityChangeAdmin(admin.ModelAdmin):
-    list_display = ["opportunity", "field", "old_value", "new_value", "changed_at"]
-    list_filter = ["field"]
-    raw_id_fields = ["opportunity"]
+class OpportunityChangeAdmin(ReadOnlyAdmin):
+    list_display = [
+        "changed_at",
+        "opportunity",
+        "field",
+        "old_value",
+        "new_value",
+        "source",
+        "actor",
+        "actor_name",
+    ]
+    list_filter = ["source", "field"]
+    search_fields = ["opportunity__name", "opportunity__salesforce_id", "actor__username"]
 
 
 @admin.register(SalesforceWrite)
-class SalesforceWriteAdmin(admin.ModelAdmin):
-    list_display = ["id", "opportunity", "status", "attempts", "created_by", "created_at", "last_error"]
-    list_filter = ["status"]
-    raw_id_fields = ["opportunity"]
+class SalesforceWriteAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "opportunity",
+        "status",
+        "source",
+        "attempts",
+        "created_by",
+        "created_at",
+        "last_error",
+    ]
+    list_filter = ["status", "source"]
 
 
 @admin.register(SyncRun)
-class SyncRunAdmin(admin.ModelAdmin):
+class SyncRunAdmin(ReadOnlyAdmin):
     list_display = ["kind", "started_at", "finished_at", "status", "error"]
     list_filter = ["kind", "status"]

@@ -43,6 +43,7 @@ class SyncKind(models.TextChoices):
     RULES = "rules", "Closing rules"
     GITLAB_OUTBOX = "gitlab_outbox", "GitLab write-back"
     SALESFORCE_OUTBOX = "salesforce_outbox", "Salesforce write-back"
+    EM_LINKING = "em_linking", "Linking EMs to GitLab users"
 
 
 class SyncStatus(models.TextChoices):
@@ -50,10 +51,4 @@ class SyncStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     SKIPPED = "skipped", "Skipped"
-
-
-class OutboxStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    DELIVERED = "delivered", "Delivered"
-    FAILED = "failed", "Failed"
-    CONFLICT = "conflict", "Conflict"
+    ABANDONED = "abandoned", "Abandoned"

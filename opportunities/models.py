@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -8,14 +11,12 @@ from django.db import models
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from opportunities.choices import (
-    AssignmentRole,
-    EMConfidence,
-    OutboxStatus,
-    Segment,
-    SyncKind,
-    SyncStatus,
-)
+from opportunities.choices import AssignmentRole, EMConfidence, Segment, SyncKind, SyncStatus
+from psplan import heartbeat
+from psplan.audit import ChangeRecord
+from psplan.queue import QueuedWrite
+
+logger = logging.getLogger(__name__)
 
 
 class EngagementManagerQuerySet(models.QuerySet):
@@ -35,6 +36,13 @@ class EngagementManager(models.Model):
     salesforce_user_id = models.CharField(max_length=18, blank=True)
     gitlab_username = models.CharField(max_length=255, blank=True)
     gitlab_user_id = models.PositiveBigIntegerField(null=True, blank=True)
+    gitlab_link_problem = models.TextField(
+        blank=True, help_text="Why PS Plan could not link this EM to a GitLab user by itself"
+    )
+    gitlab_link_candidates = models.JSONField(
+        default=list, blank=True, help_text="GitLab users that matched ambiguously: [{id, username, name}]"
+    )
+    gitlab_link_checked_at = models.DateTimeField(null=True, blank=True)
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -162,6 +170,9 @@ class Opportunity(models.Model):
     em_confidence = models.CharField(max_length=10, choices=EMConfidence.choices, default=EMConfidence.GREY)
     em_confidence_rationale = models.TextField(blank=True)
     scoping_issue_link = models.URLField(max_length=500, blank=True)
+    refused_link = models.TextField(
+        blank=True, help_text="Salesforce's Scoping Issue Link when it was not an http(s) URL (not linked)"
+    )
     system_modstamp = models.DateTimeField(null=True, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
 
@@ -189,49 +200,52 @@ class Opportunity(models.Model):
         return f"{base}/lightning/r/Opportunity/{self.salesforce_id}/view"
 
 
-class OpportunityChange(models.Model):
-    """History of the fields leadership watches: CloseDate, StageName, EM and EM Confidence."""
+class OpportunityChange(ChangeRecord):
+    """History of an opportunity's fields: CloseDate, StageName and the PS section, from either side."""
 
     opportunity = models.ForeignKey(Opportunity, on_delete=models.CASCADE, related_name="changes")
-    field = models.CharField(max_length=50)
-    old_value = models.TextField(blank=True)
-    new_value = models.TextField(blank=True)
-    changed_at = models.DateTimeField(default=timezone.now)
+    write = models.ForeignKey(
+        "SalesforceWrite",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="history",
+        help_text="The write-back that carries a change made in PS Plan",
+    )
 
-    class Meta:
-        ordering = ["-changed_at", "-id"]
+    class Meta(ChangeRecord.Meta):
         indexes = [models.Index(fields=["opportunity", "field", "-changed_at"])]
 
     def __str__(self) -> str:
-        return f"{self.opportunity_id} {self.field}: {self.old_value!r} → {self.new_value!r}"
+        return f"{self.opportunity_id} {super().__str__()}"
 
 
-class SalesforceWrite(models.Model):
-    """Outbox: one PS-field edit waiting to reach Salesforce (written with the local change)."""
+class SalesforceWrite(QueuedWrite):
+    """Queue row: PS-field values waiting to reach Salesforce (written with the local change)."""
+
+    record_field = "opportunity"
 
     opportunity = models.ForeignKey(Opportunity, on_delete=models.CASCADE, related_name="writes")
-    changes = models.JSONField(help_text="Logical field name → new value")
+    changes = models.JSONField(help_text="Local field name → the value Salesforce should get")
     base_modstamp = models.DateTimeField(
         null=True,
         blank=True,
         help_text="SystemModstamp the edit was based on (If-Unmodified-Since)",
     )
-    status = models.CharField(max_length=10, choices=OutboxStatus.choices, default=OutboxStatus.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(default=timezone.now)
-    last_error = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    delivered_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["created_at", "id"]
+    class Meta(QueuedWrite.Meta):
         indexes = [models.Index(fields=["status", "next_attempt_at"])]
 
     def __str__(self) -> str:
         return f"Salesforce write #{self.pk} ({self.status})"
+
+    @property
+    def summary(self) -> str:
+        """What the write sets, for people: `em confidence Red, em confidence rationale`."""
+        return ", ".join(
+            name.replace("_", " ") + (f" {value}" if name == "em_confidence" else "")
+            for name, value in self.changes.items()
+        )
 
 
 class SyncRunQuerySet(models.QuerySet):
@@ -239,6 +253,21 @@ class SyncRunQuerySet(models.QuerySet):
         """Kind → when its latest successful run finished."""
         rows = self.filter(status=SyncStatus.SUCCEEDED).values("kind").annotate(last=Max("finished_at"))
         return {row["kind"]: row["last"] for row in rows if row["last"]}
+
+    def high_water_mark(self, kinds: tuple[str, ...]) -> datetime | None:
+        """The latest remote update time that a successful run of these kinds saw."""
+        runs = self.filter(kind__in=kinds, status=SyncStatus.SUCCEEDED)
+        return runs.aggregate(mark=Max("high_water_mark"))["mark"]
+
+    def abandon_dead(self) -> int:
+        """Mark runs whose process stopped beating as abandoned; returns how many."""
+        now = timezone.now()
+        silent_since = now - timedelta(seconds=settings.PSPLAN_SYNC_LOCK_TTL)
+        return self.filter(status=SyncStatus.RUNNING, heartbeat_at__lt=silent_since).update(
+            status=SyncStatus.ABANDONED,
+            finished_at=now,
+            error="The process running it stopped (killed or lost) before it finished",
+        )
 
 
 class SyncRun(models.Model):
@@ -255,6 +284,10 @@ class SyncRun(models.Model):
         help_text="Latest remote update time seen; the next incremental starts here",
     )
     error = models.TextField(blank=True)
+    owner = models.CharField(max_length=100, blank=True, help_text="The process running it")
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life of its process while running"
+    )
 
     objects = SyncRunQuerySet.as_manager()
 
@@ -266,5 +299,66 @@ class SyncRun(models.Model):
         return f"{self.get_kind_display()} at {self.started_at:%Y-%m-%d %H:%M} ({self.status})"
 
     @property
-    def duration(self):
+    def duration(self) -> timedelta | None:
         return self.finished_at - self.started_at if self.finished_at else None
+
+    @classmethod
+    @contextmanager
+    def running(cls, kind: SyncKind | str) -> Iterator[SyncRun]:
+        """Record a run for the block: it beats while running, and fails with the error that escapes."""
+        cls.objects.abandon_dead()
+        run = cls.objects.create(kind=kind, owner=heartbeat.owner_name(), heartbeat_at=timezone.now())
+        with heartbeat.beating(run.beat):
+            try:
+                yield run
+            except BaseException as exc:
+                if run.status == SyncStatus.RUNNING:
+                    run.finish(error=exc)
+                raise
+        if run.status == SyncStatus.RUNNING:
+            run.finish()
+
+    @classmethod
+    def skipped(cls, kind: SyncKind | str, reason: str) -> SyncRun:
+        """Record a run that did not happen, and why."""
+        now = timezone.now()
+        run = cls.objects.create(
+            kind=kind, status=SyncStatus.SKIPPED, started_at=now, finished_at=now, error=reason
+        )
+        run.log()
+        return run
+
+    def beat(self) -> None:
+        SyncRun.objects.filter(pk=self.pk, status=SyncStatus.RUNNING).update(heartbeat_at=timezone.now())
+
+    def finish(
+        self,
+        *,
+        counts: dict | None = None,
+        error: BaseException | str | None = None,
+        status: SyncStatus | str | None = None,
+    ) -> SyncRun:
+        """Close the record: counts, how it ended (failed when there is an error) and why."""
+        if counts is not None:
+            self.counts = dict(counts)
+        self.finished_at = timezone.now()
+        self.status = status or (SyncStatus.FAILED if error else SyncStatus.SUCCEEDED)
+        self.error = str(error or "")
+        self.save(update_fields=["counts", "finished_at", "status", "error", "high_water_mark"])
+        self.log()
+        return self
+
+    def log(self) -> None:
+        """One structured line per run, for whoever reads the logs rather than the sync page."""
+        took = self.duration.total_seconds() * 1000 if self.duration is not None else 0
+        counts = " ".join(f"{key}={value}" for key, value in sorted(self.counts.items()))
+        level = logging.WARNING if self.status in (SyncStatus.FAILED, SyncStatus.ABANDONED) else logging.INFO
+        logger.log(
+            level,
+            "sync_run kind=%s status=%s duration_ms=%d %s error=%r",
+            self.kind,
+            self.status,
+            took,
+            counts,
+            self.error[:300],
+        )

@@ -378,10 +378,12 @@ class SalesforceClient:
             self._connect(access_token, self._instance_url)
 
     @classmethod
-    def from_settings(cls) -> SalesforceClient:
-        """Build a client from the SALESFORCE_* Django settings."""
+    def from_settings(cls, *, max_retries: int | None = None) -> SalesforceClient:
+        """Build a client from the SALESFORCE_* Django settings; `max_retries` overrides SALESFORCE_MAX_RETRIES."""
         from django.conf import settings
 
+        if max_retries is None:
+            max_retries = int(getattr(settings, "SALESFORCE_MAX_RETRIES", 4))
         instance_url = getattr(settings, "SALESFORCE_INSTANCE_URL", "") or ""
         if not instance_url:
             raise SalesforceUnavailable("Salesforce is not configured: SALESFORCE_INSTANCE_URL is not set")
@@ -394,7 +396,7 @@ class SalesforceClient:
                 security_token=getattr(settings, "SALESFORCE_SECURITY_TOKEN", "") or "",
                 api_version=getattr(settings, "SALESFORCE_API_VERSION", "59.0") or "59.0",
                 timeout=float(getattr(settings, "SALESFORCE_TIMEOUT", 30) or 30),
-                max_retries=int(getattr(settings, "SALESFORCE_MAX_RETRIES", 4)),
+                max_retries=max_retries,
                 field_names=getattr(settings, "SALESFORCE_FIELD_NAMES", None) or None,
                 retry_base_delay=float(getattr(settings, "SALESFORCE_RETRY_BASE_DELAY", 0.5)),
             )

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from opportunities.choices import EMConfidence, OutboxStatus, SyncKind, SyncStatus
+from opportunities.choices import EMConfidence, SyncKind, SyncStatus
 from opportunities.models import (
     Account,
     EngagementManager,
@@ -37,7 +37,10 @@ from opportunities.salesforce_client import (
     SalesforceRateLimited,
     to_18_char_id,
 )
+from psplan.audit import ChangeSource
 from psplan.fiscal import quarter_code
+from psplan.queue import WriteStatus
+from psplan.weblinks import is_web_url, web_url_or_empty
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ _HISTORY = {
     "stage_name": "StageName",
     "engagement_manager_id": "EngagementManager",
     "em_confidence": "EMConfidence",
+    "em_confidence_rationale": "EMConfidenceRationale",
+    "scoping_issue_link": "ScopingIssueLink",
 }
 _PS_FIELD_ATTNAMES = {"engagement_manager": "engagement_manager_id"}
 
@@ -107,29 +112,25 @@ def check_backoff() -> None:
         )
 
 
-def finish_run(
-    run: SyncRun,
-    *,
-    counts: Counter,
-    client: SalesforceClient | None = None,
-    error: Exception | None = None,
-    status: str | None = None,
-) -> SyncRun:
-    """Close a Salesforce SyncRun with its counts, API usage and error (rate limits start a backoff)."""
-    values = dict(counts)
+def record_api_usage(
+    counts: Counter, client: SalesforceClient | None, error: BaseException | None = None
+) -> dict[str, object]:
+    """A Salesforce run's counts with its requests and API usage; a rate limit starts a backoff."""
+    values: dict[str, object] = dict(counts)
     if client is not None:
         values["requests"] = client.request_count
         if client.api_usage is not None:
             values["api_used"], values["api_limit"] = client.api_usage.used, client.api_usage.limit
     if isinstance(error, SalesforceRateLimited) and not isinstance(error, SalesforceBackingOff):
         values["rate_limited"] = True
-        error = SalesforceRateLimited(f"{error} — PS Plan backs off for {rate_limit_backoff()}")
-    run.counts = values
-    run.finished_at = timezone.now()
-    run.status = status or (SyncStatus.FAILED if error else SyncStatus.SUCCEEDED)
-    run.error = str(error or "")
-    run.save(update_fields=["counts", "finished_at", "status", "error", "high_water_mark"])
-    return run
+    return values
+
+
+def rate_limit_error(error: BaseException) -> BaseException:
+    """The error as people should read it: a rate limit says how long PS Plan backs off."""
+    if isinstance(error, SalesforceRateLimited) and not isinstance(error, SalesforceBackingOff):
+        return SalesforceRateLimited(f"{error} — PS Plan backs off for {rate_limit_backoff()}")
+    return error
 
 
 # --------------------------------------------------------------------------- the pull
@@ -150,38 +151,33 @@ def pull_opportunities(
     if not settings.SALESFORCE_ENABLED:
         raise SalesforceDisabled("Salesforce sync is disabled: set SALESFORCE_INSTANCE_URL and a token")
     since = None if full else _incremental_start()
-    run = SyncRun.objects.create(
-        kind=SyncKind.SALESFORCE_FULL if since is None else SyncKind.SALESFORCE_INCREMENTAL
-    )
-    run.high_water_mark = _previous_high_water_mark()
-    result = PullResult(run=run)
     counts = Counter(dict.fromkeys(("fetched", "created", "updated", "unchanged"), 0))
-    try:
-        check_backoff()
-        client = client or SalesforceClient.from_settings()
-        records = _remote_records(client, since=since, extra_ids=extra_ids, counts=counts, run=run)
-        for batch in _batches(records, APPLY_BATCH):
-            result.changed_ids |= apply_records(batch, counts=counts)
-            if progress is not None:
-                progress(len(batch))
-    except SalesforceBackingOff as exc:
-        finish_run(run, counts=counts, error=exc, status=SyncStatus.SKIPPED)
-        raise
-    except Exception as exc:  # Salesforce's or ours: the run must not stay "running"
-        finish_run(run, counts=counts, client=client, error=exc)
-        raise
-    finish_run(run, counts=counts, client=client)
+    with SyncRun.running(
+        SyncKind.SALESFORCE_FULL if since is None else SyncKind.SALESFORCE_INCREMENTAL
+    ) as run:
+        run.high_water_mark = SyncRun.objects.high_water_mark(PULL_KINDS)
+        result = PullResult(run=run)
+        try:
+            check_backoff()
+            client = client or SalesforceClient.from_settings()
+            records = _remote_records(client, since=since, extra_ids=extra_ids, counts=counts, run=run)
+            for batch in _batches(records, APPLY_BATCH):
+                result.changed_ids |= apply_records(batch, counts=counts)
+                if progress is not None:
+                    progress(len(batch))
+        except SalesforceBackingOff as exc:
+            run.finish(counts=counts, error=exc, status=SyncStatus.SKIPPED)
+            raise
+        except Exception as exc:  # Salesforce's or ours: the run must not stay "running"
+            run.finish(counts=record_api_usage(counts, client, exc), error=rate_limit_error(exc))
+            raise
+        run.finish(counts=record_api_usage(counts, client))
     return result
 
 
 def _incremental_start() -> datetime | None:
-    mark = _previous_high_water_mark()
+    mark = SyncRun.objects.high_water_mark(PULL_KINDS)
     return None if mark is None else mark - overlap()
-
-
-def _previous_high_water_mark() -> datetime | None:
-    runs = SyncRun.objects.filter(kind__in=PULL_KINDS, status=SyncStatus.SUCCEEDED)
-    return runs.aggregate(mark=Max("high_water_mark"))["mark"]
 
 
 def _remote_records(
@@ -305,7 +301,9 @@ def _mirror_engagement_managers(
             updated.append(em)
         found[id15] = em
     EngagementManager.objects.bulk_create(created)
-    EngagementManager.objects.bulk_update(updated, ["name", "email", "salesforce_user_id"])
+    EngagementManager.objects.bulk_update(
+        updated, ["name", "email", "salesforce_user_id", "gitlab_link_checked_at"]
+    )
     counts["ems_created"] += len(created)
     counts["ems_updated"] += len(updated)
     return found
@@ -320,7 +318,10 @@ def _update_em(em: EngagementManager, record: SalesforceOpportunity) -> bool:
     email = record.engagement_manager_email.strip()
     if email and email.lower() != em.email.lower():
         em.email = email[:254]
-    return (em.name, em.email, em.salesforce_user_id) != before
+    changed = (em.name, em.email, em.salesforce_user_id) != before
+    if changed:
+        em.gitlab_link_checked_at = None  # new name or e-mail: worth looking for their GitLab user again
+    return changed
 
 
 def _mirror_accounts(records: Sequence[SalesforceOpportunity], counts: Counter) -> dict[str, Account]:
@@ -408,7 +409,7 @@ def _pending_fields(opportunity_pks: list[int]) -> dict[int, set[str]]:
     if not opportunity_pks:
         return {}
     pending: dict[int, set[str]] = {}
-    writes = SalesforceWrite.objects.filter(opportunity_id__in=opportunity_pks, status=OutboxStatus.PENDING)
+    writes = SalesforceWrite.objects.filter(opportunity_id__in=opportunity_pks, status=WriteStatus.PENDING)
     for opportunity_id, changes in writes.values_list("opportunity_id", "changes"):
         names = {_PS_FIELD_ATTNAMES.get(name, name) for name in changes}
         pending.setdefault(opportunity_id, set()).update(names)
@@ -438,9 +439,17 @@ def _local_values(
         "engagement_manager_id": em.pk if em else None,
         "em_confidence": em_confidence(record.em_confidence),
         "em_confidence_rationale": record.em_confidence_rationale,
-        "scoping_issue_link": (record.scoping_issue_link or "")[:500],
+        # Rendered as a link: only http(s) is kept; anything else is kept aside and shown as a problem.
+        "scoping_issue_link": web_url_or_empty(record.scoping_issue_link or "")[:500],
+        "refused_link": _refused_link(record.scoping_issue_link),
         "system_modstamp": record.system_modstamp,
     }
+
+
+def _refused_link(link: str | None) -> str:
+    """Salesforce's link when PS Plan will not link to it (not http(s)), else empty."""
+    text = (link or "").strip()
+    return "" if not text or is_web_url(text) else text[:500]
 
 
 _CONFIDENCE_BY_KEY = {choice.lower(): choice for choice in EMConfidence.values}
@@ -475,6 +484,7 @@ def _history_rows(old_values: list[tuple[Opportunity, dict[str, Any]]]) -> list[
             rows.append(
                 OpportunityChange(
                     opportunity=opportunity,
+                    source=ChangeSource.SALESFORCE,
                     field=_HISTORY[attname],
                     old_value=str(before or ""),
                     new_value=str(after or ""),

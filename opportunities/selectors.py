@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.db.models import DecimalField, F, OuterRef, QuerySet, Subquery
+from django.db.models import DecimalField, F, QuerySet
 from django.db.models.functions import Coalesce
 
 from opportunities.models import Opportunity, SalesforceWrite
+from psplan import queue
 
 OPPORTUNITY_COLUMNS = (
     "salesforce_id",
@@ -41,7 +40,8 @@ def opportunities() -> QuerySet[Opportunity]:
 
 
 def opportunity_rows(queryset: QuerySet[Opportunity]) -> QuerySet:
-    """Plain rows for the API in one query: account, EM as GitLab username, PS amount computed in SQL."""
+    """Plain rows for the API in one query: account, EM as GitLab username, PS amount computed in SQL,
+    the state of the newest write-back."""
     return queryset.values(
         *OPPORTUNITY_COLUMNS,
         account_name=F("account__name"),
@@ -49,27 +49,10 @@ def opportunity_rows(queryset: QuerySet[Opportunity]) -> QuerySet:
         em_username=F("engagement_manager__gitlab_username"),
         em_name=F("engagement_manager__name"),
         ps_amount=ps_amount(),
+        **queue.latest_write_state(SalesforceWrite),
     )
-
-
-def latest_write(*, salesforce_id: str) -> dict[str, Any] | None:
-    """Delivery state of the newest Salesforce write queued for an opportunity."""
-    return (
-        SalesforceWrite.objects.filter(opportunity__salesforce_id=salesforce_id)
-        .order_by("-created_at", "-id")
-        .values("status", "last_error")
-        .first()
-    )
-
-
-def write_state(write_id: int) -> dict[str, Any] | None:
-    return SalesforceWrite.objects.filter(pk=write_id).values("status", "last_error").first()
 
 
 def with_latest_write(queryset: QuerySet[Opportunity]) -> QuerySet[Opportunity]:
-    """Annotate the status and error of each opportunity's newest Salesforce write, in the same query."""
-    newest = SalesforceWrite.objects.filter(opportunity=OuterRef("pk")).order_by("-created_at", "-id")
-    return queryset.annotate(
-        write_status=Subquery(newest.values("status")[:1]),
-        write_error=Subquery(newest.values("last_error")[:1]),
-    )
+    """Annotate the state of each opportunity's newest Salesforce write, in the same query."""
+    return queryset.annotate(**queue.latest_write_state(SalesforceWrite))

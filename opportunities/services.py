@@ -10,6 +10,8 @@ from django.db import transaction
 
 from opportunities.choices import EMConfidence
 from opportunities.models import EngagementManager, Opportunity, OpportunityChange, SalesforceWrite
+from psplan import queue
+from psplan.audit import ChangeSource
 
 PS_FIELDS = ("engagement_manager", "em_confidence", "em_confidence_rationale", "scoping_issue_link")
 _UNSET: Any = object()
@@ -37,6 +39,7 @@ def update_ps_fields(
     em_confidence: str = _UNSET,
     em_confidence_rationale: str = _UNSET,
     scoping_issue_link: str = _UNSET,
+    source: ChangeSource | str = ChangeSource.PAGE,
 ) -> SalesforceWrite | None:
     """Change the PS section locally and queue the change for Salesforce; None when nothing changed."""
     requested = {
@@ -61,17 +64,18 @@ def update_ps_fields(
     new_em = changed.get("engagement_manager")
     if new_em is not None and not new_em.salesforce_user_id:
         raise ValidationError({"engagement_manager": f"{new_em} has no Salesforce user id to write back."})
-    _record_history(opportunity, changed)
-    for name, value in changed.items():
-        setattr(opportunity, name, value)
-    opportunity.save(update_fields=list(changed))
     write = SalesforceWrite.objects.create(
         opportunity=opportunity,
         changes={name: _wire_value(value) for name, value in changed.items()},
         base_modstamp=opportunity.system_modstamp,
         created_by=actor,
+        source=source,
     )
-    transaction.on_commit(_deliver_soon)
+    _record_history(opportunity, changed, write=write)
+    for name, value in changed.items():
+        setattr(opportunity, name, value)
+    opportunity.save(update_fields=list(changed))
+    queue.deliver_soon("salesforce")
     return write
 
 
@@ -82,23 +86,25 @@ def _wire_value(value: object) -> object:
     return value
 
 
-_TRACKED = {"engagement_manager": "EngagementManager", "em_confidence": "EMConfidence"}
+# Field names as the history shows them, the same for edits made here and those read from Salesforce.
+_HISTORY_NAMES = {
+    "engagement_manager": "EngagementManager",
+    "em_confidence": "EMConfidence",
+    "em_confidence_rationale": "EMConfidenceRationale",
+    "scoping_issue_link": "ScopingIssueLink",
+}
 
 
-def _record_history(opportunity: Opportunity, changed: dict[str, object]) -> None:
+def _record_history(opportunity: Opportunity, changed: dict[str, object], *, write: SalesforceWrite) -> None:
     OpportunityChange.objects.bulk_create(
         OpportunityChange(
             opportunity=opportunity,
-            field=_TRACKED[name],
+            field=_HISTORY_NAMES[name],
             old_value=str(getattr(opportunity, name) or ""),
             new_value=str(value or ""),
+            source=write.source,
+            actor=write.created_by,
+            write=write,
         )
         for name, value in changed.items()
-        if name in _TRACKED
     )
-
-
-def _deliver_soon() -> None:
-    from opportunities.tasks import deliver_salesforce_writes
-
-    deliver_salesforce_writes.delay()

@@ -37,6 +37,18 @@ def editors_only(view):
     return guarded
 
 
+def staff_only(view):
+    """Pages that administer PS Plan itself answer 403 to everyone but staff."""
+
+    @functools.wraps(view)
+    def guarded(request, *args, **kwargs):
+        if not is_admin(request.user):
+            return HttpResponseForbidden("Only staff can do this.")
+        return view(request, *args, **kwargs)
+
+    return guarded
+
+
 class ReadAnyWriteEngagementManager(BasePermission):
     """Any signed-in user reads; engagement managers and staff write."""
 

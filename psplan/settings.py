@@ -239,8 +239,22 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
-# Redis redelivers an unacknowledged task after this long; acks_late tasks must finish well within it.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
+# Redis redelivers a task a dead worker had taken after this long: every task must end well within it
+# (the hard time limit below), so a lost task is redone within minutes, not hours.
+CELERY_TASK_TIME_LIMIT = 15 * 60
+CELERY_TASK_SOFT_TIME_LIMIT = 14 * 60
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 20 * 60,
+    # A request that queues a delivery must not hang on a broker that is down.
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+}
+# Syncs, GitLab deliveries and Salesforce deliveries each have a queue, so none waits behind another.
+CELERY_TASK_ROUTES = {
+    "scoping.tasks.sync_all_systems": {"queue": "sync"},
+    "scoping.tasks.deliver_gitlab_writes": {"queue": "gitlab"},
+    "opportunities.tasks.deliver_salesforce_writes": {"queue": "salesforce"},
+}
 PSPLAN_SYNC_EVERY_MINUTES = _env_int("PSPLAN_SYNC_EVERY_MINUTES", 5, low=1, high=1440)
 CELERY_BEAT_SCHEDULE = {
     "sync-incremental": {
@@ -271,8 +285,12 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 60},
     },
 }
-# One sync (all systems) at a time: a second one is skipped. A holder that died frees it after this long.
-PSPLAN_SYNC_LOCK_TTL = _env_int("PSPLAN_SYNC_LOCK_TTL", 1800, low=60, high=86_400)
+# One sync (all systems) at a time: a second one is skipped. The holder renews its lease every quarter
+# of this while it lives; a holder that died frees the lock, and its runs are marked abandoned, after it.
+PSPLAN_SYNC_LOCK_TTL = _env_int("PSPLAN_SYNC_LOCK_TTL", 60, low=4, high=3600)
+# `manage.py sync` (and a sync without a broker) retries deliveries that meet 429s, 5xx and timeouts
+# for at most this many seconds before reporting what is still pending.
+PSPLAN_DELIVERY_BUDGET = _env_int("PSPLAN_DELIVERY_BUDGET", 120, low=0, high=3600)
 
 # --- GitLab ----------------------------------------------------------------
 GITLAB_URL = _env_url("GITLAB_URL", "https://gitlab.com", schemes=("http", "https"))

@@ -60,9 +60,4 @@ class ProblemKind(models.TextChoices):
     OPPORTUNITY_LINK_MISMATCH = "opportunity_link_mismatch", "Issue and opportunity link elsewhere"
     OPPORTUNITY_NOT_FOUND = "opportunity_not_found", "Linked opportunity not found"
     NO_SEGMENT = "no_segment", "Triaged without a segment"
-
-
-class WriteStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    DELIVERED = "delivered", "Delivered"
-    FAILED = "failed", "Failed"
+    UNSAFE_URL = "unsafe_url", "Link that is not http(s)"

@@ -20,7 +20,8 @@ from psplan.fiscal import FiscalQuarter, add_months
 from psplan.permissions import ENGAGEMENT_MANAGERS_GROUP
 from scoping import labels as label_rules
 from scoping.choices import EMStatus, IssueState, Stage
-from scoping.models import ScopingIssue
+from scoping.models import RuleAction, ScopingIssue
+from scoping.rules import apply_rules
 from scoping.services import refresh_issues
 
 ENGAGEMENT_MANAGERS = [
@@ -124,6 +125,10 @@ class DemoResult:
     passwords: dict[str, str]
 
 
+# Demo issues have GitLab ids above this, far from a real project's.
+DEMO_GITLAB_IDS = 900_000
+
+
 def _salesforce_id(prefix: str, number: int) -> str:
     return f"{prefix}{number:012d}AAA"[:18]
 
@@ -143,6 +148,10 @@ def seed_demo_data(*, today: date | None = None, reset_passwords: bool = False) 
     opportunities = _seed_opportunities(accounts, rng, today)
     issue_count = _seed_issues(opportunities, rng, today)
     refresh_issues()
+    # The demo's story starts over on each run, so the closing rules apply to it as on a real sync —
+    # here only, since the demo has no GitLab — and every page agrees with its own definitions.
+    RuleAction.objects.filter(issue__gitlab_id__gt=DEMO_GITLAB_IDS).delete()
+    apply_rules(as_of=_aware(today, 12), write_back=False, limit=issue_count)
     passwords = _seed_users(ems[0], reset_passwords=reset_passwords)
     return DemoResult(len(ems), len(territories), len(accounts), len(opportunities), issue_count, passwords)
 
@@ -275,7 +284,7 @@ def _seed_issues(opportunities: list[Opportunity], rng: random.Random, today: da
         ScopingIssue.objects.update_or_create(
             iid=iid,
             defaults={
-                "gitlab_id": 900_000 + iid,
+                "gitlab_id": DEMO_GITLAB_IDS + iid,
                 "title": f"Scoping: {opportunity.name}",
                 "description": (
                     f"Services Calculator estimate for {opportunity.account.name if opportunity.account else 'the customer'}.\n\n"

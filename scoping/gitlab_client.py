@@ -35,7 +35,14 @@ class GitLabError(Exception):
 
 
 class GitLabUnavailable(GitLabError):
-    """GitLab could not be used: down, too slow, rate-limiting, or the token is rejected."""
+    """GitLab could not be used: down, too slow, rate-limiting, or the token is rejected.
+
+    `retry_after` is how many seconds GitLab asked us to wait, when it said.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class GitLabRefused(GitLabError):
@@ -237,6 +244,7 @@ class _ResilientSession(requests.Session):
         self.backoff_cap = backoff_cap
         self.request_count = 0
         self.last_attempts = 0
+        self.last_server_delay: float | None = None
         self._not_before = 0.0
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
@@ -256,9 +264,12 @@ class _ResilientSession(requests.Session):
             else:
                 if response.status_code != 429:  # a 429's own wait is Retry-After, below
                     self._note_quota(response.headers)
+                self.last_server_delay = (
+                    _server_delay(response.headers) if response.status_code in _NOT_ACTED_ON else None
+                )
                 if attempt >= self.max_retries or not _may_repeat(method, response.status_code):
                     return response
-                delay = _server_delay(response.headers)
+                delay = self.last_server_delay
                 delay = self._backoff(attempt) if delay is None else min(delay, self.backoff_cap)
                 response.close()
             attempt += 1
@@ -499,10 +510,29 @@ class GitLabClient:
             return frozenset(label.name for label in labels)
 
     def create_label(self, name: str, *, color: str = "#6b4fbb") -> None:
-        """Create a project label."""
+        """Create a project label; one that exists already (409, another run was first) is fine."""
         # Reference: https://docs.gitlab.com/api/labels/#create-a-new-label
+        try:
+            with self._translated_errors():
+                self._project.labels.create({"name": name, "color": color}, **_ONE_TRY)
+        except GitLabRefused as exc:
+            if exc.status != 409:
+                raise
+
+    def project_member_users(self) -> list[GitLabUser]:
+        """Everyone who can be assigned in the project (direct and inherited members), with names."""
+        # Reference: https://docs.gitlab.com/api/members/#list-all-members-of-a-group-or-project-including-inherited-and-invited-members
         with self._translated_errors():
-            self._project.labels.create({"name": name, "color": color}, **_ONE_TRY)
+            members = self._project.members_all.list(iterator=True, per_page=100, **_ONE_TRY)
+            return [
+                GitLabUser(
+                    id=int(m.id),
+                    username=m.username,
+                    name=m.name or "",
+                    email=getattr(m, "public_email", "") or "",
+                )
+                for m in members
+            ]
 
     def find_user(
         self, *, username: str | None = None, email: str | None = None, name: str | None = None
@@ -582,11 +612,14 @@ class GitLabClient:
     def _from_gitlab_error(self, exc: gitlab.exceptions.GitlabError) -> GitLabError:
         status = exc.response_code
         message = _message(exc.error_message)
+        wait = self._session.last_server_delay
         if status == 429:
-            return GitLabUnavailable(f"GitLab is rate-limiting PS Plan ({self._attempts()})")
+            return GitLabUnavailable(
+                f"GitLab is rate-limiting PS Plan ({self._attempts()})", retry_after=wait
+            )
         if status is None or status >= 500:
             what = f"answered {status}" if status else f"sent an unusable answer ({message})"
-            return GitLabUnavailable(f"GitLab at {self.url} {what} ({self._attempts()})")
+            return GitLabUnavailable(f"GitLab at {self.url} {what} ({self._attempts()})", retry_after=wait)
         if status >= 400:
             return GitLabRefused(status, message)
         return GitLabUnavailable(f"GitLab at {self.url} answered {status}: {message}")

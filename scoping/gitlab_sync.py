@@ -6,7 +6,6 @@ through `store_issues`, which diffs against the stored row and writes only what 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -16,17 +15,17 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
 from django.utils import timezone
 
-from opportunities.choices import SyncKind, SyncStatus
+from opportunities.choices import SyncKind
 from opportunities.models import SyncRun
-from scoping.choices import WriteStatus
+from psplan.audit import ChangeSource
+from psplan.queue import WriteStatus
+from psplan.weblinks import web_url_or_empty
 from scoping.gitlab_client import GitLabClient, GitLabIssue
-from scoping.models import DataQualityProblem, GitLabWrite, ScopingIssue
+from scoping.models import DataQualityProblem, GitLabWrite, IssueChange, ScopingIssue
 from scoping.services import derived_label_fields, refresh_issues
 
-logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 BATCH_SIZE = 500
@@ -46,8 +45,12 @@ MIRROR_FIELDS = (
 )
 LABEL_FIELDS = ("stage", "close_qtr", "segment", "em_status", "public_sector")
 COMPARED_FIELDS = (*MIRROR_FIELDS, *LABEL_FIELDS, "last_activity_at", "removed_at")
-# own_write_updated_at is left out on purpose: only the outbox, which knows what it wrote, sets it.
+# own_write_* are left out on purpose: only the write-back, which knows what it wrote, sets them.
 UPSERT_FIELDS = (*COMPARED_FIELDS, "synced_at")
+# Changes GitLab reports that people see in an issue's history.
+HISTORY_FIELDS = ("stage", "segment", "em_status", "close_qtr", "state")
+# GitLab stamps a note's issue a moment after the note itself; webhooks carry whole seconds.
+OWN_WRITE_SLACK = timedelta(seconds=1)
 
 
 @dataclass
@@ -85,28 +88,29 @@ def sync_issues(
     """
     client = client or GitLabClient.from_settings()
     since = None if full else incremental_start()
-    run = SyncRun.objects.create(kind=SyncKind.GITLAB_INCREMENTAL if since else SyncKind.GITLAB_FULL)
     counts, requests_before = IngestCounts(), client.request_count
-    try:
-        if since is None:
-            _full_listing(client, counts, progress)
-        else:
-            issues = client.iter_issues(label=settings.GITLAB_SCOPING_LABEL, updated_after=since)
-            for batch in _batched(issues, BATCH_SIZE):
-                store_issues(batch, counts=counts)
-                _advance(progress, len(batch))
-    except Exception as exc:
-        _finish(run, counts, client.request_count - requests_before, error=exc)
-        raise
-    _finish(run, counts, client.request_count - requests_before, previous=since)
+    with SyncRun.running(SyncKind.GITLAB_INCREMENTAL if since else SyncKind.GITLAB_FULL) as run:
+        try:
+            if since is None:
+                _full_listing(client, counts, progress)
+            else:
+                issues = client.iter_issues(label=settings.GITLAB_SCOPING_LABEL, updated_after=since)
+                for batch in _batched(issues, BATCH_SIZE):
+                    store_issues(batch, counts=counts)
+                    _advance(progress, len(batch))
+        finally:
+            run.counts = {**counts.as_dict(), "requests": client.request_count - requests_before}
+        # Nothing new seen: keep the old mark (the overlap already went back from it).
+        run.high_water_mark = counts.high_water_mark or (
+            since + timedelta(seconds=settings.GITLAB_SYNC_OVERLAP) if since else None
+        )
+        run.finish()
     return run
 
 
 def incremental_start() -> datetime | None:
     """Where an incremental sync starts: the high-water mark of the last success, minus the overlap."""
-    mark = SyncRun.objects.filter(
-        kind__in=GITLAB_KINDS, status=SyncStatus.SUCCEEDED, high_water_mark__isnull=False
-    ).aggregate(mark=Max("high_water_mark"))["mark"]
+    mark = SyncRun.objects.high_water_mark(GITLAB_KINDS)
     return mark - timedelta(seconds=settings.GITLAB_SYNC_OVERLAP) if mark else None
 
 
@@ -151,27 +155,6 @@ def mark_removed(*, gitlab_ids: list[int], counts: IngestCounts | None = None) -
     return marked
 
 
-def _finish(
-    run: SyncRun,
-    counts: IngestCounts,
-    requests: int,
-    *,
-    error: Exception | None = None,
-    previous: datetime | None = None,
-) -> None:
-    run.finished_at = timezone.now()
-    run.status = SyncStatus.FAILED if error else SyncStatus.SUCCEEDED
-    run.error = str(error or "")
-    run.counts = {**counts.as_dict(), "requests": requests}
-    # Nothing new seen: keep the old mark (the overlap already went back from it).
-    run.high_water_mark = counts.high_water_mark or (
-        previous + timedelta(seconds=settings.GITLAB_SYNC_OVERLAP) if previous else None
-    )
-    run.save(update_fields=["finished_at", "status", "error", "counts", "high_water_mark"])
-    if error:
-        logger.warning("%s failed: %s", run.get_kind_display(), error)
-
-
 # --- Storing what GitLab says ------------------------------------------------------------------
 
 
@@ -181,11 +164,17 @@ def has_scoping_label(labels: Iterable[str]) -> bool:
     return any(label.casefold() == wanted for label in labels)
 
 
-def store_issues(issues: Iterable[GitLabIssue], *, counts: IngestCounts | None = None) -> set[int]:
+def store_issues(
+    issues: Iterable[GitLabIssue],
+    *,
+    counts: IngestCounts | None = None,
+    actors: dict[int, str] | None = None,
+) -> set[int]:
     """Upsert issues as GitLab shows them, writing only rows that differ; returns their GitLab ids.
 
-    An issue with a write still in the outbox is left to the outbox, which stores GitLab's answer
-    and knows which updated_at its own write produced.
+    An issue with a write still in the queue is left to the write-back, which stores GitLab's answer
+    and knows which updated_at its own write produced. `actors` names who changed an issue (GitLab id →
+    username, from a webhook) for its history.
     """
     counts = counts if counts is not None else IngestCounts()
     latest: dict[int, GitLabIssue] = {}
@@ -216,27 +205,61 @@ def store_issues(issues: Iterable[GitLabIssue], *, counts: IngestCounts | None =
         ScopingIssue.objects.bulk_create(
             rows, update_conflicts=True, unique_fields=["gitlab_id"], update_fields=list(UPSERT_FIELDS)
         )
+        _record_history(rows, stored, actors or {})
     written = {row.gitlab_id for row in rows}
     if written:
-        refresh_issues(issues=ScopingIssue.objects.filter(gitlab_id__in=written))
+        created = written - stored.keys()
+        refresh_issues(issues=ScopingIssue.objects.filter(gitlab_id__in=written), quiet_ids=created)
         gone = [row.gitlab_id for row in rows if row.removed_at is not None]
         if gone:  # problems of an issue that left the scoping label are nobody's to fix
             DataQualityProblem.objects.filter(issue__gitlab_id__in=gone).delete()
     return written
 
 
-def store_answer(*, answer: GitLabIssue, own_write: bool, seen_before: datetime | None = None) -> None:
-    """Store GitLab's answer to the outbox: PS Plan's write is not activity; a person's edit before it is.
+def _record_history(
+    rows: list[ScopingIssue], stored: dict[int, dict[str, object]], actors: dict[int, str]
+) -> None:
+    """What GitLab changed on issues PS Plan already had, as history rows."""
+    changed = [row for row in rows if row.gitlab_id in stored]
+    if not changed:
+        return
+    pks = dict(
+        ScopingIssue.objects.filter(gitlab_id__in=[row.gitlab_id for row in changed]).values_list(
+            "gitlab_id", "pk"
+        )
+    )
+    IssueChange.objects.bulk_create(
+        IssueChange(
+            issue_id=pks[row.gitlab_id],
+            field=name,
+            old_value=str(stored[row.gitlab_id][name] or ""),
+            new_value=str(getattr(row, name) or ""),
+            changed_at=row.updated_at,
+            source=ChangeSource.GITLAB,
+            actor_name=actors.get(row.gitlab_id, ""),
+        )
+        for row in changed
+        for name in HISTORY_FIELDS
+        if stored[row.gitlab_id][name] != getattr(row, name)
+    )
 
-    `seen_before` is the updated_at GitLab showed just before PS Plan wrote.
+
+def store_answer(
+    *, answer: GitLabIssue, own_from: datetime | None, seen_before: datetime | None = None
+) -> None:
+    """Store GitLab's answer to the write-back: PS Plan's write is not activity; a person's edit before it is.
+
+    `own_from` is GitLab's updated_at after the first request of PS Plan's write (None when PS Plan
+    wrote nothing and the answer is just GitLab's state); `seen_before` is the updated_at GitLab
+    showed just before PS Plan wrote.
     """
     now = timezone.now()
     with transaction.atomic():
         row = ScopingIssue.objects.select_for_update().get(gitlab_id=answer.id)
-        stored = {name: getattr(row, name) for name in (*COMPARED_FIELDS, "own_write_updated_at")}
+        stored = {name: getattr(row, name) for name in _STORED}
         if seen_before is not None:
             row.last_activity_at = activity_after(stored, seen_before)
-        if not own_write:
+        if own_from is None:
             row.last_activity_at = activity_after(
                 {**stored, "last_activity_at": row.last_activity_at}, answer.updated_at
             )
@@ -244,18 +267,20 @@ def store_answer(*, answer: GitLabIssue, own_write: bool, seen_before: datetime 
             for name, value in mirror_values(answer, stored).items():
                 setattr(row, name, value)
             row.removed_at = None if has_scoping_label(answer.labels) else row.removed_at or now
-        if own_write:
-            row.own_write_updated_at = answer.updated_at
+        if own_from is not None:
+            row.own_write_from, row.own_write_updated_at = own_from, answer.updated_at
         row.synced_at = now
         row.save()
     refresh_issues(issues=ScopingIssue.objects.filter(pk=row.pk))
 
 
+_STORED = ("gitlab_id", *COMPARED_FIELDS, "own_write_from", "own_write_updated_at")
+
+
 def _stored_rows(gitlab_ids: list[int]) -> dict[int, dict[str, object]]:
-    # Locked until the batch is written, so an outbox answer cannot land between our read and write.
-    names = ("gitlab_id", *COMPARED_FIELDS, "own_write_updated_at")
-    rows = ScopingIssue.objects.select_for_update().filter(gitlab_id__in=gitlab_ids).values_list(*names)
-    return {row[0]: dict(zip(names, row, strict=True)) for row in rows}
+    # Locked until the batch is written, so a write-back answer cannot land between our read and write.
+    rows = ScopingIssue.objects.select_for_update().filter(gitlab_id__in=gitlab_ids).values_list(*_STORED)
+    return {row[0]: dict(zip(_STORED, row, strict=True)) for row in rows}
 
 
 def mirror_values(issue: GitLabIssue, stored: dict[str, object] | None = None) -> dict[str, object]:
@@ -265,7 +290,8 @@ def mirror_values(issue: GitLabIssue, stored: dict[str, object] | None = None) -
         "iid": issue.iid,
         "title": issue.title[:500],
         "description": issue.description,
-        "web_url": issue.web_url,
+        # Rendered as a link on every page: only http(s) is kept (an empty one is a data-quality problem).
+        "web_url": web_url_or_empty(issue.web_url)[:500],
         "state": issue.state,
         "labels": list(issue.labels),
         "assignee_usernames": list(issue.assignee_usernames),
@@ -297,7 +323,7 @@ def _row_to_write(
         counts.not_scoping += 1
         return None
     if stored is not None and issue.updated_at < stored["updated_at"]:  # type: ignore[operator]
-        counts.skipped_older += 1  # a webhook or the outbox already stored something newer
+        counts.skipped_older += 1  # a webhook or the write-back already stored something newer
         return None
     values = mirror_values(issue, stored)
     values["last_activity_at"] = activity_after(stored, issue.updated_at)
@@ -321,18 +347,18 @@ def activity_after(stored: dict[str, object] | None, updated_at: datetime) -> da
     if stored is None:
         return updated_at
     last: datetime = stored["last_activity_at"]  # type: ignore[assignment]
-    if is_own_write(updated_at, stored["own_write_updated_at"]):  # type: ignore[arg-type]
+    if is_own_write(updated_at, stored["own_write_from"], stored["own_write_updated_at"]):  # type: ignore[arg-type]
         return last
     return max(last, updated_at)
 
 
-def is_own_write(updated_at: datetime, own_write_updated_at: datetime | None) -> bool:
-    """Whether GitLab's updated_at is the one PS Plan's latest write produced."""
-    if own_write_updated_at is None:
+def is_own_write(updated_at: datetime, own_from: datetime | None, own_until: datetime | None) -> bool:
+    """Whether GitLab's updated_at is one that PS Plan's latest write produced (its PUT or its note)."""
+    if own_until is None:
         return False
     # Webhook payloads carry whole seconds; the API carries milliseconds.
-    coarse = updated_at.microsecond == 0 and own_write_updated_at.replace(microsecond=0) == updated_at
-    return updated_at == own_write_updated_at or coarse
+    start = (own_from or own_until).replace(microsecond=0)
+    return start <= updated_at <= own_until + OWN_WRITE_SLACK
 
 
 # --- Small helpers -----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from opportunities.choices import Segment
@@ -295,3 +295,26 @@ def change_for_em_status(labels: Iterable[str], status: EMStatus | str | None) -
 
 def change_for_close_qtr(labels: Iterable[str], code: str | None) -> LabelChange:
     return _replace_family(labels, CLOSE_QTR_SCOPE, close_qtr_label(code) if code else None)
+
+
+# Label families a queued write may want; each maps to the change that gives an issue that value.
+_INTENT_CHANGES: dict[str, Callable[[list[str], object], LabelChange]] = {
+    "stage": change_for_stage,  # type: ignore[dict-item]
+    "segment": change_for_segment,  # type: ignore[dict-item]
+    "em_status": change_for_em_status,  # type: ignore[dict-item]
+    "close_qtr": change_for_close_qtr,  # type: ignore[dict-item]
+}
+
+
+def change_for_intent(labels: Iterable[str], intent: Mapping[str, object]) -> LabelChange:
+    """The labels to add and remove so that an issue with `labels` has what `intent` wants.
+
+    Only the families the intent names are touched; a None value clears a family (not the stage).
+    Run against the labels an issue has at delivery, so a label someone added meanwhile survives.
+    """
+    current = list(labels)
+    change = LabelChange()
+    for family, build in _INTENT_CHANGES.items():
+        if family in intent:
+            change = change | build(current, intent[family])
+    return change

@@ -9,8 +9,10 @@ from django.utils import timezone
 
 from opportunities.choices import Segment
 from opportunities.models import EngagementManager, Opportunity
+from psplan.audit import ChangeRecord
 from psplan.fiscal import add_months
-from scoping.choices import EMStatus, IssueState, Outcome, ProblemKind, Stage, WriteStatus
+from psplan.queue import QueuedWrite
+from scoping.choices import EMStatus, IssueState, Outcome, ProblemKind, Stage
 
 
 def stale_cutoff(as_of: datetime) -> datetime:
@@ -77,7 +79,7 @@ class ScopingIssue(models.Model):
     iid = models.PositiveIntegerField(unique=True)
     title = models.CharField(max_length=500)
     description = models.TextField(blank=True)
-    web_url = models.URLField(max_length=500)
+    web_url = models.URLField(max_length=500, blank=True, help_text="Empty when GitLab's was not http(s)")
     state = models.CharField(max_length=10, choices=IssueState.choices, default=IssueState.OPENED)
     labels = models.JSONField(default=list, blank=True, help_text="Labels exactly as GitLab has them")
     assignee_usernames = models.JSONField(default=list, blank=True)
@@ -103,6 +105,11 @@ class ScopingIssue(models.Model):
     )
 
     last_activity_at = models.DateTimeField(help_text="Latest human change; PS Plan's writes never count")
+    own_write_from = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="GitLab's updated_at after the first request of PS Plan's latest write",
+    )
     own_write_updated_at = models.DateTimeField(
         null=True, blank=True, help_text="GitLab's updated_at after PS Plan's latest write"
     )
@@ -111,6 +118,7 @@ class ScopingIssue(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     keep_open_set_at = models.DateTimeField(null=True, blank=True)
+    keep_open_reason = models.TextField(blank=True)
     removed_at = models.DateTimeField(
         null=True,
         blank=True,
@@ -149,24 +157,6 @@ class ScopingIssue(models.Model):
             and self.goes_stale_at <= as_of
             and not self.has_live_override(as_of=as_of)
         )
-
-
-class KeepOpenOverride(models.Model):
-    """Audit of every keep-open override an EM set or cleared on an issue."""
-
-    issue = models.ForeignKey(ScopingIssue, on_delete=models.CASCADE, related_name="overrides")
-    until = models.DateField(null=True, blank=True, help_text="Empty when the override was cleared")
-    set_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    set_at = models.DateTimeField(default=timezone.now)
-    reason = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["-set_at", "-id"]
-
-    def __str__(self) -> str:
-        return f"#{self.issue.iid} keep open until {self.until}"
 
 
 class RuleAction(models.Model):
@@ -213,35 +203,72 @@ class DataQualityProblem(models.Model):
         return f"{self.get_kind_display()}: {self.message}"
 
 
-class GitLabWrite(models.Model):
-    """Outbox: one change waiting to reach GitLab, written in the same transaction as the local row."""
+class GitLabWrite(QueuedWrite):
+    """Queue row: what a person or a rule wants of a GitLab issue; the labels to send are worked out
+    at delivery, against the labels the issue has then (scoping.labels.change_for_intent)."""
+
+    record_field = "issue"
 
     issue = models.ForeignKey(ScopingIssue, on_delete=models.CASCADE, related_name="writes")
-    add_labels = models.JSONField(default=list, blank=True)
-    remove_labels = models.JSONField(default=list, blank=True)
-    state_event = models.CharField(max_length=10, blank=True, help_text="close or reopen")
-    assignee_ids = models.JSONField(null=True, blank=True, help_text="None leaves assignees alone")
-    note = models.TextField(blank=True, help_text="Comment to post with the change")
-    status = models.CharField(max_length=10, choices=WriteStatus.choices, default=WriteStatus.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(default=timezone.now)
-    last_error = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    intent = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Wanted values of stage, segment, em_status, close_qtr, state and assignee_ids; "
+        "a missing key leaves that part alone, null clears it",
     )
-    created_at = models.DateTimeField(default=timezone.now)
-    delivered_at = models.DateTimeField(null=True, blank=True)
-    response_updated_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True, help_text="Comment to post with the change")
     note_id = models.PositiveBigIntegerField(
         null=True, blank=True, help_text="GitLab's id of the posted note, so a retry never posts it twice"
     )
+    rule_action = models.ForeignKey(
+        RuleAction, null=True, blank=True, on_delete=models.SET_NULL, related_name="writes"
+    )
+    response_updated_at = models.DateTimeField(
+        null=True, blank=True, help_text="GitLab's updated_at after this write's PUT"
+    )
 
-    class Meta:
-        ordering = ["created_at", "id"]
+    class Meta(QueuedWrite.Meta):
         indexes = [models.Index(fields=["status", "next_attempt_at"])]
 
     def __str__(self) -> str:
         return f"GitLab write #{self.pk} for #{self.issue.iid} ({self.status})"
+
+    @property
+    def summary(self) -> str:
+        """What the write wants, for people: `stage SOW_WIP, closed, comment`."""
+        parts = [
+            f"{name.replace('_', ' ')} {value or 'cleared'}"
+            for name, value in self.intent.items()
+            if name not in ("state", "assignee_ids")
+        ]
+        if "state" in self.intent:
+            parts.append(str(self.intent["state"]))
+        if "assignee_ids" in self.intent:
+            parts.append("assignee" if self.intent["assignee_ids"] else "unassigned")
+        if self.note:
+            parts.append("comment")
+        return ", ".join(parts)
+
+
+class IssueChange(ChangeRecord):
+    """History of a scoping issue's PS fields, from PS Plan (with its write-back) and from GitLab."""
+
+    issue = models.ForeignKey(ScopingIssue, on_delete=models.CASCADE, related_name="changes")
+    write = models.ForeignKey(
+        GitLabWrite,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="history",
+        help_text="The write-back that carries a change made in PS Plan",
+    )
+    note = models.TextField(blank=True, help_text="Why: a keep-open reason, a rule's comment")
+
+    class Meta(ChangeRecord.Meta):
+        indexes = [models.Index(fields=["issue", "-changed_at"])]
+
+    def __str__(self) -> str:
+        return f"#{self.issue.iid} {super().__str__()}"
 
 
 class WebhookDelivery(models.Model):

@@ -6,12 +6,12 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
-from django.utils import timezone
 
-from opportunities.choices import SyncKind, SyncStatus
+from opportunities.choices import SyncKind
 from opportunities.models import Opportunity, SyncRun
-from opportunities.outbox import deliver_pending_writes
 from opportunities.salesforce_sync import pull_opportunities
+from psplan.audit import ChangeSource
+from scoping.em_linking import link_engagement_managers
 from scoping.links import issue_iid_in, opportunity_ids_in
 from scoping.models import ScopingIssue
 from scoping.services import refresh_issues
@@ -21,41 +21,33 @@ REFRESH_ALL_ABOVE = 2000
 
 
 def sync_salesforce(
-    *, full: bool = False, progress: Callable[[int], None] | None = None, send_edits: bool = True
+    *, full: bool = False, progress: Callable[[int], None] | None = None, link_ems: bool = True
 ) -> SyncRun:
-    """One Salesforce sync: send queued PS-field edits, pull, and refresh the issues whose links moved.
+    """One Salesforce pull, then the issues whose links moved refreshed and new EMs linked to GitLab.
 
     Returns the pull's SyncRun. With Salesforce not configured it returns a SKIPPED run saying so
     and contacts nothing. Raises SalesforceUnavailable (SalesforceRateLimited when the API limit is
     exhausted or backing off) or another SalesforceError after recording it on the run.
     `progress` is called with the number of opportunities each batch mirrored; a dry run passes
-    `send_edits=False` so that nothing reaches Salesforce.
+    `link_ems=False` so that it only reads.
     """
     if not settings.SALESFORCE_ENABLED:
-        return _skipped(full=full)
-    if send_edits:
-        deliver_pending_writes()  # first, so the pull reads our own edits back instead of old values
+        return SyncRun.skipped(
+            SyncKind.SALESFORCE_FULL if full else SyncKind.SALESFORCE_INCREMENTAL,
+            "Salesforce is not configured: set SALESFORCE_INSTANCE_URL and SALESFORCE_ACCESS_TOKEN "
+            "(or SALESFORCE_USERNAME and SALESFORCE_PASSWORD)",
+        )
     references = _references()
     extra_ids = {oid for ids in references.values() for oid in ids}
     result = pull_opportunities(full=full, extra_ids=extra_ids, progress=progress)
     issues = _affected_issues(result.changed_ids, references)
-    refreshed = refresh_issues(issues=issues) if issues is not None else 0
+    refreshed = refresh_issues(issues=issues, source=ChangeSource.SALESFORCE) if issues is not None else 0
     if refreshed:
         result.run.counts = {**result.run.counts, "issues_refreshed": refreshed}
         result.run.save(update_fields=["counts"])
+    if link_ems and settings.GITLAB_ENABLED:
+        link_engagement_managers()
     return result.run
-
-
-def _skipped(*, full: bool) -> SyncRun:
-    now = timezone.now()
-    return SyncRun.objects.create(
-        kind=SyncKind.SALESFORCE_FULL if full else SyncKind.SALESFORCE_INCREMENTAL,
-        status=SyncStatus.SKIPPED,
-        started_at=now,
-        finished_at=now,
-        error="Salesforce is not configured: set SALESFORCE_INSTANCE_URL and SALESFORCE_ACCESS_TOKEN "
-        "(or SALESFORCE_USERNAME and SALESFORCE_PASSWORD)",
-    )
 
 
 def _references() -> dict[int, list[str]]:

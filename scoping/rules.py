@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,13 +20,13 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from opportunities.choices import SyncKind, SyncStatus
+from opportunities.choices import SyncKind
 from opportunities.models import Opportunity, SyncRun
 from psplan.fiscal import quarter_code
+from psplan.queue import WriteStatus
 from scoping import labels as label_rules
 from scoping import services
-from scoping.choices import IssueState, ProblemKind, Stage, WriteStatus
-from scoping.labels import LabelChange
+from scoping.choices import IssueState, ProblemKind, Stage
 from scoping.models import GitLabWrite, RuleAction, ScopingIssue
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class PlannedChange:
     rule: str
     reason: str
     close_qtr: str = ""
+    intent: dict[str, object] = field(default_factory=dict, hash=False, compare=False)
     add_labels: tuple[str, ...] = ()
     remove_labels: tuple[str, ...] = ()
     close: bool = False
@@ -97,12 +99,17 @@ class RulesResult:
 
 
 def apply_rules(
-    *, as_of: datetime | None = None, dry_run: bool = False, limit: int | None = None
+    *,
+    as_of: datetime | None = None,
+    dry_run: bool = False,
+    limit: int | None = None,
+    write_back: bool = True,
 ) -> RulesResult:
     """Apply the closing rules once; a dry run lists what would change and writes nothing at all.
 
     `limit` overrides PSPLAN_MAX_AUTO_CLOSES_PER_RUN for this run. The cap counts every firing
     that writes to GitLab; the rest wait for the next run and the run records that the cap was hit.
+    Without `write_back` the changes are made here only (the demo, which has no GitLab).
     """
     as_of = as_of or timezone.now()
     cap = settings.PSPLAN_MAX_AUTO_CLOSES_PER_RUN if limit is None else max(0, limit)
@@ -119,18 +126,14 @@ def apply_rules(
     )
     if dry_run:
         return result
-    result.run = SyncRun.objects.create(kind=SyncKind.RULES)
-    try:
-        result.changes = [done for change in result.changes if (done := _apply(change, as_of=as_of))]
-        result.already_done = [
-            done for change in result.already_done if (done := _apply(change, as_of=as_of))
-        ]
-    except Exception as exc:
-        _finish(result, error=exc)
-        raise
-    if result.cap_hit:
-        logger.warning("Closing rules stopped at the cap of %d; %d wait", cap, len(result.held_back))
-    _finish(result)
+    with SyncRun.running(SyncKind.RULES) as run:
+        result.run = run
+        apply = functools.partial(_apply, as_of=as_of, write_back=write_back)
+        result.changes = [done for change in result.changes if (done := apply(change))]
+        result.already_done = [done for change in result.already_done if (done := apply(change))]
+        if result.cap_hit:
+            logger.warning("Closing rules stopped at the cap of %d; %d wait", cap, len(result.held_back))
+        run.finish(counts=result.counts)
     return result
 
 
@@ -165,11 +168,7 @@ def _refused_a_while_ago(as_of: datetime) -> Exists:
     write to every sync."""
     return Exists(
         GitLabWrite.objects.filter(
-            issue_id=OuterRef("issue_id"),
-            created_at=OuterRef("applied_at"),
-            created_by=None,
-            status=WriteStatus.FAILED,
-            created_at__lt=as_of - RETRY_REFUSED_AFTER,
+            rule_action=OuterRef("pk"), status=WriteStatus.FAILED, created_at__lt=as_of - RETRY_REFUSED_AFTER
         )
     )
 
@@ -254,17 +253,21 @@ def _closing_plan(
     # Any spelling of the outcome (`proposal:Closed_Won`) counts as done; rewriting it is noise.
     two_stages = any(problem.kind == ProblemKind.TWO_WORKFLOW_LABELS for problem in parsed.problems)
     stage_done = parsed.workflow_stage == stage and not two_stages
-    change = LabelChange() if stage_done else label_rules.change_for_stage(issue.labels, stage)
+    intent: dict[str, object] = {} if stage_done else {"stage": stage.value}
     if code and not (stage_done and parsed.close_qtr):
         # An outcome someone already set keeps their close_qtr; otherwise the rule's quarter.
-        change = change | label_rules.change_for_close_qtr(issue.labels, code)
+        intent["close_qtr"] = code
     close = issue.state == IssueState.OPENED
+    if close:
+        intent["state"] = IssueState.CLOSED.value
+    change = label_rules.change_for_intent(issue.labels, intent)
     return PlannedChange(
         issue_id=issue.pk,
         iid=issue.iid,
         rule=rule,
         reason=reason,
         close_qtr=code,
+        intent=intent if (change or close) else {},
         add_labels=change.add,
         remove_labels=change.remove,
         close=close,
@@ -272,7 +275,7 @@ def _closing_plan(
     )
 
 
-def _apply(change: PlannedChange, *, as_of: datetime) -> PlannedChange | None:
+def _apply(change: PlannedChange, *, as_of: datetime, write_back: bool) -> PlannedChange | None:
     """Re-plan on the locked row (someone may have edited it since) and apply; None if moot now."""
     with transaction.atomic():
         issue = (
@@ -288,19 +291,9 @@ def _apply(change: PlannedChange, *, as_of: datetime) -> PlannedChange | None:
             issue=issue,
             rule=fresh.rule,
             reason=fresh.reason,
-            change=LabelChange(add=fresh.add_labels, remove=fresh.remove_labels),
-            close=fresh.close,
+            intent=fresh.intent,
             note=fresh.comment,
             close_qtr=fresh.close_qtr,
+            write_back=write_back,
         )
         return fresh if action is not None else None
-
-
-def _finish(result: RulesResult, *, error: Exception | None = None) -> None:
-    run = result.run
-    assert run is not None
-    run.counts = result.counts
-    run.finished_at = timezone.now()
-    run.status = SyncStatus.FAILED if error else SyncStatus.SUCCEEDED
-    run.error = str(error or "")
-    run.save(update_fields=["counts", "finished_at", "status", "error"])

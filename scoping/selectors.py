@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
 from django.db.models import Aggregate, Count, F, JSONField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce, JSONObject
 
 from opportunities.models import EngagementManager, TerritoryAssignment
+from psplan import queue
 from scoping.models import GitLabWrite, ScopingIssue
 
 ISSUE_COLUMNS = (
@@ -39,7 +38,8 @@ def issues() -> QuerySet[ScopingIssue]:
 
 def issue_rows(queryset: QuerySet[ScopingIssue], *, as_of: datetime, detail: bool = False) -> QuerySet:
     """Plain rows for the API in one query: stale flags, the EM as GitLab username, the opportunity as
-    Salesforce id. Added last, so that counting the filtered issues does not drag the flags along."""
+    Salesforce id, the state of the newest write-back. Added last, so that counting the filtered issues
+    does not drag them along."""
     return queryset.with_staleness(as_of=as_of).values(
         *(ISSUE_DETAIL_COLUMNS if detail else ISSUE_COLUMNS),
         "stale_now",
@@ -47,21 +47,8 @@ def issue_rows(queryset: QuerySet[ScopingIssue], *, as_of: datetime, detail: boo
         em_username=F("engagement_manager__gitlab_username"),
         em_name=F("engagement_manager__name"),
         opportunity_salesforce_id=F("opportunity__salesforce_id"),
+        **queue.latest_write_state(GitLabWrite),
     )
-
-
-def latest_write(*, issue_iid: int) -> dict[str, Any] | None:
-    """Delivery state of the newest GitLab write queued for an issue."""
-    return (
-        GitLabWrite.objects.filter(issue__iid=issue_iid)
-        .order_by("-created_at", "-id")
-        .values("status", "last_error")
-        .first()
-    )
-
-
-def writes_state(write_ids: Iterable[int]) -> list[dict[str, Any]]:
-    return list(GitLabWrite.objects.filter(pk__in=list(write_ids)).values("status", "last_error"))
 
 
 def engagement_managers() -> QuerySet[EngagementManager]:

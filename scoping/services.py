@@ -14,12 +14,14 @@ from django.utils import timezone
 
 from opportunities.choices import Segment
 from opportunities.models import EngagementManager, Opportunity
+from psplan import queue
+from psplan.audit import ChangeSource
 from psplan.fiscal import quarter_code
+from psplan.queue import WriteStatus
 from scoping import labels as label_rules
-from scoping.choices import EMStatus, IssueState, ProblemKind, Stage, WriteStatus
-from scoping.labels import LabelChange
+from scoping.choices import EMStatus, IssueState, ProblemKind, Stage
 from scoping.links import issue_iid_in, opportunity_ids_in, same_salesforce_id
-from scoping.models import DataQualityProblem, GitLabWrite, KeepOpenOverride, RuleAction, ScopingIssue
+from scoping.models import DataQualityProblem, GitLabWrite, IssueChange, RuleAction, ScopingIssue
 
 DERIVED_FIELDS = (
     "stage",
@@ -44,8 +46,17 @@ def derived_label_fields(*, labels: Iterable[str], state: str) -> dict[str, obje
     }
 
 
-def refresh_issues(*, issues: QuerySet[ScopingIssue] | None = None) -> int:
-    """Recompute labels-derived fields, EM, opportunity and problems for issues; returns rows changed."""
+def refresh_issues(
+    *,
+    issues: QuerySet[ScopingIssue] | None = None,
+    quiet_ids: Iterable[int] = (),
+    source: ChangeSource | str = ChangeSource.GITLAB,
+) -> int:
+    """Recompute labels-derived fields, EM, opportunity and problems for issues; returns rows changed.
+
+    A changed EM goes into the issue's history as coming from `source`, except for issues the caller
+    has just created (`quiet_ids`, GitLab ids).
+    """
     issues = (issues if issues is not None else ScopingIssue.objects.all()).select_related(
         "engagement_manager", "opportunity"
     )
@@ -54,7 +65,8 @@ def refresh_issues(*, issues: QuerySet[ScopingIssue] | None = None) -> int:
     }
     rows = list(issues)
     opportunities = _opportunities_for(rows)
-    changed, problems = [], []
+    quiet = set(quiet_ids)
+    changed, problems, history = [], [], []
     for issue in rows:
         before = [getattr(issue, name) for name in DERIVED_FIELDS]
         for name, value in derived_label_fields(labels=issue.labels, state=issue.state).items():
@@ -64,11 +76,25 @@ def refresh_issues(*, issues: QuerySet[ScopingIssue] | None = None) -> int:
         problems += _resolve_engagement_manager(issue, ems_by_username)
         if [getattr(issue, name) for name in DERIVED_FIELDS] != before:
             changed.append(issue)
+            em_before = before[DERIVED_FIELDS.index("engagement_manager")]
+            if issue.gitlab_id not in quiet and em_before != issue.engagement_manager:
+                history.append(_em_change(issue, em_before, source))
     with transaction.atomic():
         ScopingIssue.objects.bulk_update(changed, DERIVED_FIELDS, batch_size=500)
         DataQualityProblem.objects.filter(issue__in=[issue.pk for issue in rows]).delete()
         DataQualityProblem.objects.bulk_create(problems, batch_size=500)
+        IssueChange.objects.bulk_create(history, batch_size=500)
     return len(changed)
+
+
+def _em_change(issue: ScopingIssue, before: EngagementManager | None, source: str) -> IssueChange:
+    return IssueChange(
+        issue=issue,
+        field="engagement_manager",
+        old_value=before.name if before else "",
+        new_value=issue.engagement_manager.name if issue.engagement_manager else "",
+        source=source,
+    )
 
 
 @dataclass
@@ -101,9 +127,18 @@ def _opportunities_for(issues: list[ScopingIssue]) -> _Candidates:
 def _label_problems(issue: ScopingIssue) -> list[DataQualityProblem]:
     parsed = label_rules.parse_labels(issue.labels)
     found = (*parsed.problems, *label_rules.state_problems(parsed, issue.state))
-    return [
+    problems = [
         DataQualityProblem(issue=issue, kind=p.kind, labels=list(p.labels), message=p.message) for p in found
     ]
+    if not issue.web_url:
+        problems.append(
+            DataQualityProblem(
+                issue=issue,
+                kind=ProblemKind.UNSAFE_URL,
+                message="GitLab gave this issue a web address that is not http(s); PS Plan does not link to it",
+            )
+        )
+    return problems
 
 
 def _link_opportunity(issue: ScopingIssue, opportunities: _Candidates) -> list[DataQualityProblem]:
@@ -178,109 +213,172 @@ def _resolve_engagement_manager(
     return []
 
 
-# --- EM edits: the local row and an outbox entry change together --------------------------------
+# --- Edits: the local row, its history and a queued write change together -------------------------
+
+# The fields a person sees change; their history is kept as IssueChange rows.
+TRACKED_FIELDS = ("stage", "segment", "em_status", "close_qtr", "state", "engagement_manager")
+
+
+def _tracked(issue: ScopingIssue) -> dict[str, str]:
+    values = {
+        name: str(getattr(issue, name) or "") for name in TRACKED_FIELDS if name != "engagement_manager"
+    }
+    values["engagement_manager"] = issue.engagement_manager.name if issue.engagement_manager else ""
+    return values
 
 
 def _queue_write(
     *,
     issue: ScopingIssue,
-    change: LabelChange,
+    intent: dict[str, object],
     actor: AbstractBaseUser | None,
-    state_event: str = "",
-    **extra,
+    source: ChangeSource | str,
+    note: str = "",
+    rule_action: RuleAction | None = None,
+    before: dict[str, str] | None = None,
+    write_back: bool = True,
 ) -> GitLabWrite | None:
-    if not change and not state_event and not extra:
-        return None
+    """Apply the intent to the local row, record what changed and queue it; None when nothing would.
+
+    `before` is the row's tracked values when the caller changed it already. A person's edit is
+    activity, as it would be in GitLab; a rule's is not. Without `write_back` the change stays here
+    (the demo, which has no GitLab).
+    """
+    before = before or _tracked(issue)
+    change = label_rules.change_for_intent(issue.labels, intent)
     issue.labels = change.applied_to(issue.labels)
-    if state_event:
-        issue.state = IssueState.CLOSED if state_event == "close" else IssueState.OPENED
-        issue.closed_at = timezone.now() if state_event == "close" else None
+    wanted_state = intent.get("state")
+    if wanted_state and wanted_state != issue.state:
+        issue.state = str(wanted_state)
+        issue.closed_at = timezone.now() if wanted_state == IssueState.CLOSED else None
     for name, value in derived_label_fields(labels=issue.labels, state=issue.state).items():
         setattr(issue, name, value)
+    after = _tracked(issue)
+    changed = {name: (before[name], after[name]) for name in TRACKED_FIELDS if before[name] != after[name]}
+    if not changed and not note:
+        return None
+    if actor is not None:
+        issue.last_activity_at = timezone.now()
     issue.save()
-    write = GitLabWrite.objects.create(
-        issue=issue,
-        add_labels=list(change.add),
-        remove_labels=list(change.remove),
-        state_event=state_event,
-        created_by=actor,
-        **extra,
+    write = None
+    if write_back:
+        write = GitLabWrite.objects.create(
+            issue=issue, intent=intent, note=note, rule_action=rule_action, source=source, created_by=actor
+        )
+        queue.deliver_soon("gitlab")
+    IssueChange.objects.bulk_create(
+        IssueChange(
+            issue=issue,
+            field=name,
+            old_value=old,
+            new_value=new,
+            source=source,
+            actor=actor,
+            write=write,
+            note=note,
+        )
+        for name, (old, new) in changed.items()
     )
-    transaction.on_commit(_deliver_soon)
     return write
 
 
-def _deliver_soon() -> None:
-    from scoping.tasks import deliver_gitlab_writes
-
-    deliver_gitlab_writes.delay()
+def stage_intent(issue: ScopingIssue, stage: Stage | str) -> dict[str, object]:
+    """GitLab board semantics: swap the stage label; into Closed/Won/Lost closes, out of them reopens."""
+    stage = Stage(stage)
+    intent: dict[str, object] = {
+        "stage": stage.value,
+        "state": IssueState.CLOSED.value if stage in Stage.closing() else IssueState.OPENED.value,
+    }
+    if stage in Stage.outcomes() and not label_rules.parse_labels(issue.labels).close_qtr:
+        intent["close_qtr"] = quarter_code(timezone.localdate())
+    return intent
 
 
 @transaction.atomic
 def set_issue_stage(
-    *, issue: ScopingIssue, stage: Stage | str, actor: AbstractBaseUser | None
+    *,
+    issue: ScopingIssue,
+    stage: Stage | str,
+    actor: AbstractBaseUser | None,
+    source: ChangeSource | str = ChangeSource.PAGE,
 ) -> GitLabWrite | None:
-    """Move an issue to a board column with GitLab board semantics (swap labels, close, reopen)."""
-    stage = Stage(stage)
-    change = label_rules.change_for_stage(issue.labels, stage)
-    if stage in Stage.outcomes() and not label_rules.parse_labels(issue.labels).close_qtr:
-        change = change | label_rules.change_for_close_qtr(issue.labels, quarter_code(timezone.localdate()))
-    closing = stage in Stage.closing()
-    state_event = ""
-    if closing and issue.state == IssueState.OPENED:
-        state_event = "close"
-    elif not closing and issue.state == IssueState.CLOSED:
-        state_event = "reopen"
-    return _queue_write(issue=issue, change=change, actor=actor, state_event=state_event)
+    """Move an issue to a board column, as GitLab's board would."""
+    return _queue_write(issue=issue, intent=stage_intent(issue, stage), actor=actor, source=source)
 
 
 @transaction.atomic
 def set_issue_segment(
-    *, issue: ScopingIssue, segment: Segment | str | None, actor: AbstractBaseUser | None
+    *,
+    issue: ScopingIssue,
+    segment: Segment | str | None,
+    actor: AbstractBaseUser | None,
+    source: ChangeSource | str = ChangeSource.PAGE,
 ) -> GitLabWrite | None:
     """Set (or clear) the issue's `Segment::` label."""
-    return _queue_write(
-        issue=issue, change=label_rules.change_for_segment(issue.labels, segment), actor=actor
-    )
+    intent = {"segment": Segment(segment).value if segment else None}
+    return _queue_write(issue=issue, intent=intent, actor=actor, source=source)
 
 
 @transaction.atomic
 def set_issue_em_status(
-    *, issue: ScopingIssue, em_status: EMStatus | str | None, actor: AbstractBaseUser | None
+    *,
+    issue: ScopingIssue,
+    em_status: EMStatus | str | None,
+    actor: AbstractBaseUser | None,
+    source: ChangeSource | str = ChangeSource.PAGE,
 ) -> GitLabWrite | None:
     """Set (or clear) the issue's `EM_Status::` label."""
-    return _queue_write(
-        issue=issue, change=label_rules.change_for_em_status(issue.labels, em_status), actor=actor
-    )
+    intent = {"em_status": EMStatus(em_status).value if em_status else None}
+    return _queue_write(issue=issue, intent=intent, actor=actor, source=source)
 
 
 @transaction.atomic
 def set_issue_engagement_manager(
-    *, issue: ScopingIssue, engagement_manager: EngagementManager | None, actor: AbstractBaseUser | None
+    *,
+    issue: ScopingIssue,
+    engagement_manager: EngagementManager | None,
+    actor: AbstractBaseUser | None,
+    source: ChangeSource | str = ChangeSource.PAGE,
 ) -> GitLabWrite | None:
-    """Assign the issue to an EM in GitLab (replacing any other EM assignee), or unassign."""
+    """Assign the issue to an EM in GitLab (replacing any other assignee), or unassign."""
     if engagement_manager is not None and engagement_manager.gitlab_user_id is None:
         raise ValueError(f"{engagement_manager} has no linked GitLab user yet; an admin must link them first")
     if issue.engagement_manager_id == (engagement_manager.pk if engagement_manager else None):
         return None
+    before = _tracked(issue)
     issue.engagement_manager = engagement_manager
     issue.assignee_usernames = [engagement_manager.gitlab_username] if engagement_manager else []
-    assignee_ids = [engagement_manager.gitlab_user_id] if engagement_manager else []
-    return _queue_write(issue=issue, change=LabelChange(), actor=actor, assignee_ids=assignee_ids)
+    intent = {"assignee_ids": [engagement_manager.gitlab_user_id] if engagement_manager else []}
+    return _queue_write(issue=issue, intent=intent, actor=actor, source=source, before=before)
 
 
 @transaction.atomic
 def set_keep_open(
-    *, issue: ScopingIssue, until: date | None, actor: AbstractBaseUser | None, reason: str = ""
-) -> KeepOpenOverride:
-    """Keep an inactive issue out of the stale rule until a date (None clears it); audited."""
+    *,
+    issue: ScopingIssue,
+    until: date | None,
+    actor: AbstractBaseUser | None,
+    reason: str = "",
+    source: ChangeSource | str = ChangeSource.PAGE,
+) -> IssueChange | None:
+    """Keep an inactive issue out of the stale rule until a date (None clears it), with the reason."""
     if until is not None and until < timezone.localdate():
         raise ValueError("keep_open_until must be today or later")
-    issue.keep_open_until = until
-    issue.keep_open_set_by = actor
-    issue.keep_open_set_at = timezone.now()
-    issue.save(update_fields=["keep_open_until", "keep_open_set_by", "keep_open_set_at"])
-    return KeepOpenOverride.objects.create(issue=issue, until=until, set_by=actor, reason=reason)
+    if until == issue.keep_open_until and reason == issue.keep_open_reason:
+        return None
+    before = issue.keep_open_until
+    issue.keep_open_until, issue.keep_open_reason = until, reason if until else ""
+    issue.keep_open_set_by, issue.keep_open_set_at = actor, timezone.now()
+    issue.save(update_fields=["keep_open_until", "keep_open_reason", "keep_open_set_by", "keep_open_set_at"])
+    return IssueChange.objects.create(
+        issue=issue,
+        field="keep_open_until",
+        old_value=before.isoformat() if before else "",
+        new_value=until.isoformat() if until else "",
+        source=source,
+        actor=actor,
+        note=reason,
+    )
 
 
 # --- Closing rules: each firing recorded once, its change queued like an EM's ---------------------
@@ -292,42 +390,36 @@ def close_issue_by_rule(
     issue: ScopingIssue,
     rule: RuleAction.Rule | str,
     reason: str,
-    change: LabelChange,
-    close: bool,
+    intent: dict[str, object],
     note: str = "",
     close_qtr: str = "",
+    write_back: bool = True,
 ) -> RuleAction | None:
     """Record a rule firing once per (issue, rule, reason) and queue its labels, close and comment.
 
     Returns None when the rule already fired for this reason (an EM's later edits stand), unless
-    GitLab refused that firing's write. An empty change and no close only records the firing.
+    GitLab refused that firing's write. An intent that changes nothing only records the firing.
     """
-    stamp = timezone.now()
     action, created = RuleAction.objects.get_or_create(
-        issue=issue, rule=rule, reason=reason, defaults={"close_qtr": close_qtr, "applied_at": stamp}
+        issue=issue, rule=rule, reason=reason, defaults={"close_qtr": close_qtr}
     )
     if not created:
         if not rule_write_refused(action=action):
             return None
-        action.applied_at, action.close_qtr = stamp, close_qtr
+        action.applied_at, action.close_qtr = timezone.now(), close_qtr
         action.save(update_fields=["applied_at", "close_qtr"])
-    if not change and not close and not note:
-        return action  # already as the rule wants it: recorded, nothing to send
-    extra = {"note": note} if note else {}
-    # One timestamp on both rows pairs the firing with its write (see rule_write_refused).
     _queue_write(
         issue=issue,
-        change=change,
+        intent=intent,
         actor=None,
-        state_event="close" if close else "",
-        created_at=stamp,
-        **extra,
+        source=ChangeSource.RULE,
+        note=note,
+        rule_action=action,
+        write_back=write_back,
     )
     return action
 
 
 def rule_write_refused(*, action: RuleAction) -> bool:
     """Whether GitLab refused the write this firing queued (e.g. its close_qtr label is missing)."""
-    return GitLabWrite.objects.filter(
-        issue_id=action.issue_id, created_at=action.applied_at, created_by=None, status=WriteStatus.FAILED
-    ).exists()
+    return action.writes.filter(status=WriteStatus.FAILED).exists()

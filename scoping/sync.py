@@ -8,23 +8,29 @@ with or without a broker; the second sync records a SKIPPED run saying who holds
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
 from opportunities.choices import SyncKind, SyncStatus
-from opportunities.models import SyncRun
+from opportunities.models import SalesforceWrite, SyncRun
+from opportunities.salesforce_client import SalesforceError
+from opportunities.salesforce_sync import PULL_KINDS
+from opportunities.write_back import deliver_salesforce_writes
+from psplan import heartbeat, queue
+from psplan.queue import WriteStatus
 from scoping.gitlab_client import GitLabError
-from scoping.models import SyncLock
+from scoping.gitlab_sync import GITLAB_KINDS, sync_issues
+from scoping.models import GitLabWrite, SyncLock
+from scoping.opportunity_sync import sync_salesforce
+from scoping.rules import apply_rules
+from scoping.write_back import deliver_gitlab_writes
 
 logger = logging.getLogger(__name__)
 
@@ -38,29 +44,24 @@ ProgressFactory = Callable[[str], Progress | None]
 
 @dataclass
 class Lease:
-    """A held lock; `keep_alive` extends it while a long sync makes progress."""
+    """A held lock; the heartbeat renews it while its holder lives."""
 
     name: str
     owner: str
     ttl: int
-    renewed: float = field(default_factory=time.monotonic)
 
-    def keep_alive(self) -> None:
-        """Push the expiry out again, at most every third of the time to live."""
-        if time.monotonic() - self.renewed < self.ttl / 3:
-            return
+    def renew(self) -> None:
         SyncLock.objects.filter(name=self.name, owner=self.owner).update(
             expires_at=timezone.now() + timedelta(seconds=self.ttl)
         )
-        self.renewed = time.monotonic()
 
 
 def claim_lock(*, name: str = LOCK_NAME, ttl: int | None = None) -> Lease | None:
-    """Take the named lock if it is free or its holder's lease ran out; None when someone holds it."""
+    """Take the named lock if it is free or its holder stopped renewing it; None when someone holds it."""
     ttl = ttl or settings.PSPLAN_SYNC_LOCK_TTL
     SyncLock.objects.get_or_create(name=name)
     now = timezone.now()
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    owner = heartbeat.owner_name()
     claimed = (
         SyncLock.objects.filter(name=name)
         .filter(Q(expires_at__isnull=True) | Q(expires_at__lte=now))
@@ -76,13 +77,19 @@ def release_lock(lease: Lease) -> None:
 
 @contextmanager
 def sync_lock(*, name: str = LOCK_NAME, ttl: int | None = None) -> Iterator[Lease | None]:
-    """Hold the lock for the block; yields None (and holds nothing) when another sync has it."""
+    """Hold the lock for the block; yields None (and holds nothing) when another sync has it.
+
+    A holder killed mid-sync stops renewing, so the next sync takes the lock over within one ttl.
+    """
     lease = claim_lock(name=name, ttl=ttl)
+    if lease is None:
+        yield None
+        return
     try:
-        yield lease
+        with heartbeat.beating(lease.renew):
+            yield lease
     finally:
-        if lease is not None:
-            release_lock(lease)
+        release_lock(lease)
 
 
 def lock_holder(name: str = LOCK_NAME) -> SyncLock | None:
@@ -107,6 +114,16 @@ class Step:
         return self.status == SyncStatus.FAILED
 
 
+@dataclass(frozen=True)
+class WriteOutcome:
+    """A write a sync could not deliver: where to, why, and (while pending) when it is tried next."""
+
+    system: str
+    record: str
+    error: str
+    next_attempt_at: datetime | None = None
+
+
 @dataclass
 class SyncReport:
     """Everything one `run_sync` did, step by step; `rules` is the rules' result when they ran."""
@@ -114,6 +131,8 @@ class SyncReport:
     steps: list[Step] = field(default_factory=list)
     rules: object | None = None
     locked_out: bool = False
+    pending: list[WriteOutcome] = field(default_factory=list)
+    failed: list[WriteOutcome] = field(default_factory=list)
 
     @property
     def failures(self) -> list[Step]:
@@ -121,7 +140,7 @@ class SyncReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failures and not self.locked_out
+        return not self.failures and not self.locked_out and not self.pending
 
 
 def run_sync(
@@ -132,66 +151,54 @@ def run_sync(
     rules: bool = True,
     dry_run: bool = False,
     progress: ProgressFactory | None = None,
+    delivery_budget: float | None = None,
 ) -> SyncReport:
-    """Sync the chosen systems, then apply the rules (planned only on a dry run), holding the lock.
+    """Sync the chosen systems, apply the rules (planned only on a dry run), then deliver the queued writes.
 
     A system that is not configured is skipped with a notice; an unreachable one fails its step,
-    the others still run, and the rules wait for a sync in which every system succeeded.
+    the others still run, and the rules wait for a sync in which every system succeeded. With a
+    `delivery_budget` (seconds) the writes are delivered here, transient failures retried within it,
+    and the report lists what is still pending; without one, delivery is handed to the workers.
     """
-    report = SyncReport()
+    report, started = SyncReport(), timezone.now()
     with sync_lock() as lease:
         if lease is None:
             report.locked_out = True
             report.steps.append(_locked_out(full=full, gitlab=gitlab))
             return report
-        track = _tracking(progress, lease)
+        track = progress or (lambda label: None)
         if gitlab:
-            report.steps.append(_gitlab_step(full=full, dry_run=dry_run, progress=track("GitLab issues")))
+            report.steps.append(_gitlab_step(full=full, progress=track("GitLab issues")))
         if salesforce:
             report.steps.append(
                 _salesforce_step(full=full, dry_run=dry_run, progress=track("Salesforce opportunities"))
             )
         if rules:
             report.steps.append(_rules_step(report, dry_run=dry_run))
+    if dry_run:
+        return report
+    if delivery_budget is None:
+        for system in queue.DELIVERY_TASKS:
+            queue.deliver_soon(system)
+    else:
+        report.steps += _delivery_steps(gitlab=gitlab, salesforce=salesforce, budget=delivery_budget)
+        report.pending = pending_writes()
+        report.failed = failed_writes(since=started)
     return report
 
 
-def _tracking(progress: ProgressFactory | None, lease: Lease) -> Callable[[str], Progress]:
-    """Progress callbacks that also keep the lock alive while a long sync moves on."""
-
-    def factory(label: str) -> Progress:
-        shown = progress(label) if progress else None
-
-        def advance(count: int) -> None:
-            lease.keep_alive()
-            if shown is not None:
-                shown(count)
-
-        return advance
-
-    return factory
-
-
-def _gitlab_step(*, full: bool, dry_run: bool, progress: Progress) -> Step:
-    from scoping.gitlab_sync import sync_issues
-    from scoping.outbox import deliver_pending_writes
-
+def _gitlab_step(*, full: bool, progress: Progress | None) -> Step:
     if not settings.GITLAB_ENABLED:
         return Step("GitLab", SyncStatus.SKIPPED, "GitLab sync is disabled: GITLAB_TOKEN is not set")
-    if not dry_run:
-        deliver_pending_writes()  # first, so the sync reads PS Plan's own edits back
     try:
         run = sync_issues(full=full, progress=progress)
     except GitLabError as exc:
-        run = SyncRun.objects.filter(kind__in=_gitlab_kinds()).first()
+        run = SyncRun.objects.filter(kind__in=GITLAB_KINDS).first()
         return Step("GitLab", SyncStatus.FAILED, f"GitLab sync failed: {exc}", run)
     return Step("GitLab", SyncStatus.SUCCEEDED, describe_run(run), run)
 
 
-def _salesforce_step(*, full: bool, dry_run: bool, progress: Progress) -> Step:
-    from opportunities.salesforce_client import SalesforceError
-    from scoping.opportunity_sync import sync_salesforce
-
+def _salesforce_step(*, full: bool, dry_run: bool, progress: Progress | None) -> Step:
     if not settings.SALESFORCE_ENABLED:
         return Step(
             "Salesforce",
@@ -199,16 +206,14 @@ def _salesforce_step(*, full: bool, dry_run: bool, progress: Progress) -> Step:
             "Salesforce sync is disabled: SALESFORCE_INSTANCE_URL is not set",
         )
     try:
-        run = sync_salesforce(full=full, progress=progress, send_edits=not dry_run)
+        run = sync_salesforce(full=full, progress=progress, link_ems=not dry_run)
     except SalesforceError as exc:
-        run = SyncRun.objects.filter(kind__in=_salesforce_kinds()).first()
+        run = SyncRun.objects.filter(kind__in=PULL_KINDS).first()
         return Step("Salesforce", SyncStatus.FAILED, f"Salesforce sync failed: {exc}", run)
     return Step("Salesforce", run.status, describe_run(run), run)
 
 
 def _rules_step(report: SyncReport, *, dry_run: bool) -> Step:
-    from scoping.rules import apply_rules
-
     if report.failures:
         return Step("Rules", SyncStatus.SKIPPED, "Closing rules skipped: they wait for a sync that succeeds")
     if not any(step.status == SyncStatus.SUCCEEDED for step in report.steps):
@@ -219,17 +224,58 @@ def _rules_step(report: SyncReport, *, dry_run: bool) -> Step:
         logger.exception("Closing rules failed")
         return Step("Rules", SyncStatus.FAILED, f"Closing rules failed: {type(exc).__name__}: {exc}")
     report.rules = result
-    run = getattr(result, "run", None)
-    counts = getattr(result, "counts", {})
-    summary = ", ".join(f"{key} {value}" for key, value in counts.items() if value and key != "cap")
+    summary = ", ".join(f"{key} {value}" for key, value in result.counts.items() if value and key != "cap")
     verb = "would change" if dry_run else "changed"
-    changes = len(getattr(result, "changes", []))
     return Step(
         "Rules",
         SyncStatus.SUCCEEDED,
-        f"Closing rules {verb} {changes} issue(s){': ' + summary if summary else ''}",
-        run,
+        f"Closing rules {verb} {len(result.changes)} issue(s){': ' + summary if summary else ''}",
+        result.run,
     )
+
+
+def _delivery_steps(*, gitlab: bool, salesforce: bool, budget: float) -> list[Step]:
+    """Deliver both queues here, each within the budget, and say how it went."""
+    deadline = time.monotonic() + budget
+    steps = []
+    for name, wanted, deliver in (
+        ("GitLab write-back", gitlab, deliver_gitlab_writes),
+        ("Salesforce write-back", salesforce, deliver_salesforce_writes),
+    ):
+        if not wanted:
+            continue
+        counts = deliver(budget=max(0.0, deadline - time.monotonic()))
+        detail = ", ".join(f"{counts[key]} {key}" for key in ("delivered", "failed") if counts[key])
+        status = SyncStatus.FAILED if counts["failed"] else SyncStatus.SUCCEEDED
+        steps.append(Step(name, status, f"{name}: {detail or 'nothing to send'}"))
+    return steps
+
+
+def pending_writes() -> list[WriteOutcome]:
+    """Every write still waiting, with its last error and next attempt."""
+    gitlab = GitLabWrite.objects.filter(status=WriteStatus.PENDING).select_related("issue")
+    salesforce = SalesforceWrite.objects.filter(status=WriteStatus.PENDING).select_related("opportunity")
+    return [
+        *(WriteOutcome("GitLab", f"#{w.issue.iid}", w.last_error, w.next_attempt_at) for w in gitlab),
+        *(
+            WriteOutcome("Salesforce", w.opportunity.name, w.last_error, w.next_attempt_at)
+            for w in salesforce
+        ),
+    ]
+
+
+def failed_writes(*, since: datetime) -> list[WriteOutcome]:
+    """Writes that failed for good since a moment, with the other system's reason."""
+    gitlab = GitLabWrite.objects.filter(status=WriteStatus.FAILED, failed_at__gte=since).select_related(
+        "issue"
+    )
+    salesforce = SalesforceWrite.objects.filter(
+        status=WriteStatus.FAILED, failed_at__gte=since
+    ).select_related("opportunity")
+    return [
+        *(WriteOutcome("GitLab", f"#{w.issue.iid}", w.last_error) for w in gitlab),
+        *(WriteOutcome("Salesforce", w.opportunity.name, w.last_error) for w in salesforce),
+    ]
 
 
 def _locked_out(*, full: bool, gitlab: bool) -> Step:
@@ -245,12 +291,7 @@ def _locked_out(*, full: bool, gitlab: bool) -> Step:
         kind = SyncKind.GITLAB_FULL if full else SyncKind.GITLAB_INCREMENTAL
     else:
         kind = SyncKind.SALESFORCE_FULL if full else SyncKind.SALESFORCE_INCREMENTAL
-    now = timezone.now()
-    run = SyncRun.objects.create(
-        kind=kind, status=SyncStatus.SKIPPED, started_at=now, finished_at=now, error=message
-    )
-    logger.info(message)
-    return Step("Sync", SyncStatus.SKIPPED, message, run)
+    return Step("Sync", SyncStatus.SKIPPED, message, SyncRun.skipped(kind, message))
 
 
 def describe_run(run: SyncRun) -> str:
@@ -261,11 +302,3 @@ def describe_run(run: SyncRun) -> str:
     if run.status == SyncStatus.SKIPPED:
         return f"{run.get_kind_display()} skipped: {run.error}"
     return f"{run.get_kind_display()} {run.get_status_display().lower()}{took}{detail}"
-
-
-def _gitlab_kinds() -> tuple[str, ...]:
-    return (SyncKind.GITLAB_FULL, SyncKind.GITLAB_INCREMENTAL)
-
-
-def _salesforce_kinds() -> tuple[str, ...]:
-    return (SyncKind.SALESFORCE_FULL, SyncKind.SALESFORCE_INCREMENTAL)

@@ -11,5 +11,6 @@ urlpatterns = [
     path("triage/", views.triage, name="triage"),
     path("triage/<int:iid>/", views.triage_issue, name="triage-issue"),
     path("sync/", views.sync_status, name="sync-status"),
+    path("sync/retry/", views.retry_writes, name="retry-writes"),
     path("webhooks/gitlab/", webhooks.gitlab_webhook, name="gitlab-webhook"),
 ]

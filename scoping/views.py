@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
@@ -12,9 +13,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from opportunities.choices import SyncKind
-from opportunities.models import EngagementManager, SyncRun
-from psplan.permissions import editors_only
-from scoping.choices import IssueState, Stage, WriteStatus
+from opportunities.models import EngagementManager, SalesforceWrite, SyncRun
+from psplan import queue
+from psplan.permissions import editors_only, staff_only
+from psplan.queue import WriteStatus
+from scoping.choices import IssueState, Stage
 from scoping.filters import ScopingIssueFilter
 from scoping.forms import StageForm, TriageForm
 from scoping.models import GitLabWrite, ScopingIssue, WebhookDelivery
@@ -53,25 +56,68 @@ def _query_without_page(request) -> str:
     return query.urlencode()
 
 
+# The sync page warns when a system's last successful sync is older than this.
+SYNC_TOO_OLD = timedelta(minutes=30)
+
+
 def sync_status(request):
-    """Recent background runs, their counts and errors, how old each last success is, and the backlog."""
+    """Recent background runs, how old each last success is, and both write-back queues with their failures."""
+    now = timezone.now()
     last_success = SyncRun.objects.last_successes()
-    writes = GitLabWrite.objects.aggregate(
-        pending=Count("id", filter=Q(status=WriteStatus.PENDING)),
-        failed=Count("id", filter=Q(status=WriteStatus.FAILED)),
-    )
+    queues = [
+        _queue_summary("GitLab", GitLabWrite.objects.select_related("issue")),
+        _queue_summary("Salesforce", SalesforceWrite.objects.select_related("opportunity")),
+    ]
     context = {
         "runs": SyncRun.objects.all()[:50],
         "last_success": [(kind.label, last_success.get(kind.value)) for kind in SyncKind],
+        "stale_syncs": stale_syncs(last_success, now=now),
         "lock": lock_holder(),
-        "writes": writes,
-        "failed_writes": GitLabWrite.objects.filter(status=WriteStatus.FAILED)
-        .select_related("issue")
-        .order_by("-created_at", "-id")[:10],
+        "queues": queues,
         "last_webhook": WebhookDelivery.objects.only("received_at").first(),
-        "now": timezone.now(),
+        "now": now,
     }
     return render(request, "scoping/sync_status.html", context)
+
+
+def stale_syncs(last_success: dict, *, now) -> list[str]:
+    """Configured systems whose last successful sync is missing or older than SYNC_TOO_OLD."""
+    systems = [
+        ("GitLab", settings.GITLAB_ENABLED, (SyncKind.GITLAB_FULL, SyncKind.GITLAB_INCREMENTAL)),
+        (
+            "Salesforce",
+            settings.SALESFORCE_ENABLED,
+            (SyncKind.SALESFORCE_FULL, SyncKind.SALESFORCE_INCREMENTAL),
+        ),
+    ]
+    stale = []
+    for name, enabled, kinds in systems:
+        latest = max((last_success[kind] for kind in kinds if kind in last_success), default=None)
+        if enabled and (latest is None or now - latest > SYNC_TOO_OLD):
+            stale.append(name)
+    return stale
+
+
+def _queue_summary(system: str, writes) -> dict:
+    counts = writes.aggregate(
+        pending=Count("id", filter=Q(status=WriteStatus.PENDING)),
+        failed=Count("id", filter=Q(status=WriteStatus.FAILED)),
+    )
+    troubled = writes.filter(
+        Q(status=WriteStatus.FAILED) | Q(status=WriteStatus.PENDING, attempts__gt=0)
+    ).order_by("-created_at", "-id")[:20]
+    return {"system": system, **counts, "troubled": troubled}
+
+
+@require_POST
+@staff_only
+def retry_writes(request):
+    """Staff: send every waiting write now, and give failed ones another try."""
+    retried = sum(queue.retry_now(model) for model in (GitLabWrite, SalesforceWrite))
+    for system in queue.DELIVERY_TASKS:
+        queue.deliver_soon(system)
+    messages.success(request, f"{retried} write(s) queued for delivery now.")
+    return redirect("scoping:sync-status")
 
 
 BOARD_COLUMNS = list(Stage)

@@ -154,7 +154,7 @@ def _apply_issue_hook(payload: dict[str, Any]) -> str:
             return f"issue #{hook.issue.iid} is gone: marked {mark_removed(gitlab_ids=[hook.issue.id])}"
         except GitLabUnavailable as exc:
             logger.warning("Applying an Issue Hook from its payload: %s", exc)
-    written = store_issues([issue])
+    written = store_issues([issue], actors={issue.id: hook.actor_username})
     if not written and not has_scoping_label(issue.labels):
         return f"issue #{issue.iid} is not a scoping issue"
     return f"issue #{issue.iid} {'updated' if written else 'unchanged'}"

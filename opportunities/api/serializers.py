@@ -11,9 +11,11 @@ from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from opportunities.choices import EMConfidence, OutboxStatus
+from opportunities.choices import EMConfidence
 from opportunities.models import EngagementManager
+from psplan import queue
 from psplan.api import StrictCharField, iso
+from psplan.queue import WriteStatus
 
 MONEY = {"max_digits": 16, "decimal_places": 2, "allow_null": True}
 
@@ -30,14 +32,19 @@ def salesforce_url_prefix() -> str:
 
 
 class WriteBackSerializer(serializers.Serializer):
-    """Delivery state of the change queued for the other system."""
+    """Delivery state of the latest change made in PS Plan, on its way to the other system."""
 
-    status = serializers.ChoiceField(choices=OutboxStatus.choices)
-    error = serializers.CharField(help_text="Why the last delivery attempt failed; empty when it did not")
+    status = serializers.ChoiceField(choices=WriteStatus.choices)
+    error = serializers.CharField(
+        allow_null=True,
+        help_text="Why the last delivery attempt failed, or why it failed for good; null when fine",
+    )
+    since = serializers.DateTimeField(help_text="When it reached this status (pending: when it was made)")
 
 
-def write_back(row: dict[str, Any] | None) -> dict[str, str] | None:
-    return None if row is None else {"status": row["status"], "error": row["last_error"]}
+def write_back(row: dict[str, Any]) -> dict[str, Any] | None:
+    state = queue.write_back(row)
+    return None if state is None else {**state, "since": iso(state["since"])}
 
 
 @extend_schema_field(
@@ -92,6 +99,10 @@ class OpportunitySerializer(serializers.Serializer):
     em_confidence_rationale = serializers.CharField(allow_blank=True)
     scoping_issue_link = serializers.CharField(allow_null=True)
     system_modstamp = serializers.DateTimeField(allow_null=True)
+    write_back = WriteBackSerializer(
+        allow_null=True,
+        help_text="The latest change made in PS Plan on its way to Salesforce; null when none",
+    )
 
     @cached_property
     def _url_prefix(self) -> str:
@@ -120,18 +131,8 @@ class OpportunitySerializer(serializers.Serializer):
             "em_confidence_rationale": row["em_confidence_rationale"],
             "scoping_issue_link": row["scoping_issue_link"] or None,
             "system_modstamp": iso(row["system_modstamp"]),
+            "write_back": write_back(row),
         }
-
-
-class OpportunityDetailSerializer(OpportunitySerializer):
-    write_back = WriteBackSerializer(
-        allow_null=True,
-        help_text="After a PATCH: the Salesforce write it queued (null when nothing changed). "
-        "Otherwise: the newest write for this opportunity, or null.",
-    )
-
-    def to_representation(self, row: dict[str, Any]) -> dict[str, Any]:
-        return {**super().to_representation(row), "write_back": write_back(row["write_back"])}
 
 
 # Same rule as opportunities.services.validate_ps_fields, as a validator so the schema states the pattern.

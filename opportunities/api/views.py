@@ -10,16 +10,13 @@ from rest_framework import viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
-from opportunities.api.serializers import (
-    OpportunityDetailSerializer,
-    OpportunityEditSerializer,
-    OpportunitySerializer,
-)
+from opportunities.api.serializers import OpportunityEditSerializer, OpportunitySerializer
 from opportunities.filters import OpportunityFilter
 from opportunities.models import Opportunity
-from opportunities.selectors import latest_write, opportunities, opportunity_rows, write_state
+from opportunities.selectors import opportunities, opportunity_rows
 from opportunities.services import update_ps_fields
 from psplan.api import APIDefaults
+from psplan.audit import ChangeSource
 
 # Salesforce ids are 15 or 18 letters and digits; other paths reach psplan.api_urls' JSON 404.
 _SALESFORCE_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
@@ -41,12 +38,10 @@ class OpportunityViewSet(APIDefaults, viewsets.GenericViewSet):
         page = self.paginate_rows(opportunity_rows)
         return self.get_paginated_response(OpportunitySerializer(page, many=True).data)
 
-    @extend_schema(responses=OpportunityDetailSerializer)
     def retrieve(self, request, salesforce_id: str):
-        row = self._row(salesforce_id)
-        return Response(_detail(row, latest_write(salesforce_id=salesforce_id)))
+        return Response(OpportunitySerializer(self._row(salesforce_id)).data)
 
-    @extend_schema(request=OpportunityEditSerializer, responses=OpportunityDetailSerializer)
+    @extend_schema(request=OpportunityEditSerializer, responses=OpportunitySerializer)
     def partial_update(self, request, salesforce_id: str):
         """Change the PS fields here and queue the change for Salesforce."""
         edit = OpportunityEditSerializer(data=request.data)
@@ -54,11 +49,16 @@ class OpportunityViewSet(APIDefaults, viewsets.GenericViewSet):
             opportunity = self._locked(salesforce_id)
             edit.is_valid(raise_exception=True)
             try:
-                write = update_ps_fields(opportunity=opportunity, actor=request.user, **edit.validated_data)
+                update_ps_fields(
+                    opportunity=opportunity,
+                    actor=request.user,
+                    source=ChangeSource.API,
+                    **edit.validated_data,
+                )
             except DjangoValidationError as exc:
                 raise ValidationError(_by_field(exc)) from None
         # Read after commit: delivery is queued on commit and may already have run.
-        return Response(_detail(self._row(salesforce_id), write_state(write.pk) if write else None))
+        return Response(OpportunitySerializer(self._row(salesforce_id)).data)
 
     def _locked(self, salesforce_id: str) -> Opportunity:
         opportunity = Opportunity.objects.select_for_update().filter(salesforce_id=salesforce_id).first()
@@ -71,10 +71,6 @@ class OpportunityViewSet(APIDefaults, viewsets.GenericViewSet):
         if row is None:
             raise NotFound("No opportunity has this Salesforce id.")
         return row
-
-
-def _detail(row: dict[str, Any], write: dict[str, Any] | None) -> dict[str, Any]:
-    return OpportunityDetailSerializer({**row, "write_back": write}).data
 
 
 def _by_field(exc: DjangoValidationError) -> dict[str, list[str]]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from opportunities.api.serializers import EngagementManagerField, WriteBackSerializer
+from opportunities.api.serializers import EngagementManagerField, WriteBackSerializer, write_back
 from opportunities.choices import Segment
 from psplan.api import StrictCharField, StrictDateField, iso
 from scoping.choices import EMStatus, IssueState, Outcome, Stage
@@ -41,6 +41,9 @@ class ScopingIssueSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     closed_at = serializers.DateTimeField(allow_null=True)
+    write_back = WriteBackSerializer(
+        allow_null=True, help_text="The latest change made in PS Plan on its way to GitLab; null when none"
+    )
 
     def to_representation(self, row: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -65,6 +68,7 @@ class ScopingIssueSerializer(serializers.Serializer):
             "created_at": iso(row["created_at"]),
             "updated_at": iso(row["updated_at"]),
             "closed_at": iso(row["closed_at"]),
+            "write_back": write_back(row),
         }
 
 
@@ -72,11 +76,6 @@ class ScopingIssueDetailSerializer(ScopingIssueSerializer):
     description = serializers.CharField(allow_blank=True)
     assignees = serializers.ListField(child=serializers.CharField(), help_text="GitLab usernames")
     author = serializers.CharField(allow_blank=True, help_text="GitLab username")
-    write_back = WriteBackSerializer(
-        allow_null=True,
-        help_text="After a PATCH: the state of the GitLab write(s) it queued (null when nothing went to "
-        "GitLab). Otherwise: the newest GitLab write for this issue, or null.",
-    )
 
     def to_representation(self, row: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -84,7 +83,6 @@ class ScopingIssueDetailSerializer(ScopingIssueSerializer):
             "description": row["description"],
             "assignees": row["assignee_usernames"],
             "author": row["author_username"],
-            "write_back": row["write_back"],
         }
 
 

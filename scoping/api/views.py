@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from opportunities.filters import EngagementManagerListFilter
 from opportunities.models import EngagementManager
 from psplan.api import APIDefaults, field_errors
+from psplan.audit import ChangeSource
 from scoping import selectors, services
 from scoping.api.serializers import (
     EngagementManagerSerializer,
@@ -19,9 +20,8 @@ from scoping.api.serializers import (
     ScopingIssueEditSerializer,
     ScopingIssueSerializer,
 )
-from scoping.choices import WriteStatus
 from scoping.filters import ScopingIssueFilter
-from scoping.models import GitLabWrite, ScopingIssue
+from scoping.models import ScopingIssue
 
 
 class ScopingIssueViewSet(APIDefaults, viewsets.GenericViewSet):
@@ -43,8 +43,7 @@ class ScopingIssueViewSet(APIDefaults, viewsets.GenericViewSet):
 
     @extend_schema(responses=ScopingIssueDetailSerializer)
     def retrieve(self, request, iid: str):
-        row = self._row(iid)
-        return Response(_detail(row, _write_back(selectors.latest_write(issue_iid=row["iid"]))))
+        return Response(ScopingIssueDetailSerializer(self._row(iid)).data)
 
     @extend_schema(request=ScopingIssueEditSerializer, responses=ScopingIssueDetailSerializer)
     def partial_update(self, request, iid: str):
@@ -53,10 +52,9 @@ class ScopingIssueViewSet(APIDefaults, viewsets.GenericViewSet):
         with transaction.atomic():
             issue = self._locked(iid)
             edit.is_valid(raise_exception=True)
-            writes = _apply(issue, edit.validated_data, actor=request.user)
+            _apply(issue, edit.validated_data, actor=request.user)
         # Read after commit: delivery is queued on commit and may already have run.
-        state = _write_back(*selectors.writes_state(w.pk for w in writes)) if writes else None
-        return Response(_detail(self._row(iid), state))
+        return Response(ScopingIssueDetailSerializer(self._row(iid)).data)
 
     def _locked(self, iid: str) -> ScopingIssue:
         issue = ScopingIssue.objects.current().select_for_update().filter(iid=int(iid)).first()
@@ -72,57 +70,27 @@ class ScopingIssueViewSet(APIDefaults, viewsets.GenericViewSet):
         return row
 
 
-def _apply(issue: ScopingIssue, changes: dict[str, Any], *, actor) -> list[GitLabWrite]:
+def _apply(issue: ScopingIssue, changes: dict[str, Any], *, actor) -> None:
     """Each field through its own service, in one transaction: a refused field undoes the others."""
-    writes = []
+    edit = {"issue": issue, "actor": actor, "source": ChangeSource.API}
     if "stage" in changes:
-        writes.append(services.set_issue_stage(issue=issue, stage=changes["stage"], actor=actor))
+        services.set_issue_stage(stage=changes["stage"], **edit)
     if "segment" in changes:
-        writes.append(services.set_issue_segment(issue=issue, segment=changes["segment"], actor=actor))
+        services.set_issue_segment(segment=changes["segment"], **edit)
     if "em_status" in changes:
-        writes.append(services.set_issue_em_status(issue=issue, em_status=changes["em_status"], actor=actor))
+        services.set_issue_em_status(em_status=changes["em_status"], **edit)
     if "engagement_manager" in changes:
         try:
-            writes.append(
-                services.set_issue_engagement_manager(
-                    issue=issue, engagement_manager=changes["engagement_manager"], actor=actor
-                )
-            )
+            services.set_issue_engagement_manager(engagement_manager=changes["engagement_manager"], **edit)
         except ValueError as exc:
             raise field_errors("engagement_manager", exc) from None
     if "keep_open_until" in changes:
-        _keep_open(issue, changes, actor=actor)
-    return [write for write in writes if write is not None]
-
-
-def _keep_open(issue: ScopingIssue, changes: dict[str, Any], *, actor) -> None:
-    if changes["keep_open_until"] == issue.keep_open_until:
-        return
-    try:
-        services.set_keep_open(
-            issue=issue,
-            until=changes["keep_open_until"],
-            actor=actor,
-            reason=changes.get("keep_open_reason", ""),
-        )
-    except ValueError as exc:
-        raise field_errors("keep_open_until", exc) from None
-
-
-_SEVERITY = {WriteStatus.FAILED: 0, WriteStatus.PENDING: 1, WriteStatus.DELIVERED: 2}
-
-
-def _write_back(*states: dict[str, Any] | None) -> dict[str, str] | None:
-    """One state for the writes of one change: failed if any failed, pending until all are delivered."""
-    known = [state for state in states if state is not None]
-    if not known:
-        return None
-    worst = min(known, key=lambda state: _SEVERITY.get(state["status"], 1))
-    return {"status": worst["status"], "error": worst["last_error"]}
-
-
-def _detail(row: dict[str, Any], write_back: dict[str, str] | None) -> dict[str, Any]:
-    return ScopingIssueDetailSerializer({**row, "write_back": write_back}).data
+        try:
+            services.set_keep_open(
+                until=changes["keep_open_until"], reason=changes.get("keep_open_reason", ""), **edit
+            )
+        except ValueError as exc:
+            raise field_errors("keep_open_until", exc) from None
 
 
 class EngagementManagerViewSet(APIDefaults, viewsets.GenericViewSet):

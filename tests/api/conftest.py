@@ -4,6 +4,8 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from tests.scoping.conftest import gitlab_on, gitlab_server  # noqa: F401  (the GitLab stand-in)
+
 
 @pytest.fixture(autouse=True)
 def fresh_throttle_counters():

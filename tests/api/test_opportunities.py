@@ -9,9 +9,11 @@ import pytest
 from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from opportunities.choices import EMConfidence, OutboxStatus
+from opportunities.choices import EMConfidence
 from opportunities.models import Opportunity, OpportunityChange, SalesforceWrite
+from psplan.queue import WriteStatus
 from tests.factories import EngagementManagerFactory, OpportunityFactory
 
 pytestmark = pytest.mark.django_db
@@ -65,6 +67,7 @@ def test_an_opportunity_has_its_ps_section_and_ps_amount(reader_api):
         "em_confidence_rationale": "Budget moves to next quarter",
         "scoping_issue_link": "https://gitlab.com/x/-/issues/3",
         "system_modstamp": item["system_modstamp"],
+        "write_back": None,
     }
 
 
@@ -155,16 +158,25 @@ def test_the_query_count_does_not_grow_with_rows(reader_api):
     assert len(reader_api.get(LIST).json()["results"]) == 50
 
 
-def test_one_opportunity_adds_the_last_salesforce_write(reader_api):
+def test_items_carry_the_state_of_the_latest_change_made_in_ps_plan(reader_api):
     opportunity = OpportunityFactory(salesforce_id=OPP)
     assert reader_api.get(f"{LIST}{OPP}/").json()["write_back"] is None
+    SalesforceWrite.objects.create(opportunity=opportunity, changes={}, status=WriteStatus.DELIVERED)
+    failed_at = timezone.now()
     SalesforceWrite.objects.create(
-        opportunity=opportunity, changes={}, status=OutboxStatus.CONFLICT, last_error="Changed in Salesforce"
+        opportunity=opportunity,
+        changes={},
+        status=WriteStatus.FAILED,
+        failed_at=failed_at,
+        last_error="Not sent: someone changed this opportunity in Salesforce",
     )
-    assert reader_api.get(f"{LIST}{OPP}/").json()["write_back"] == {
-        "status": "conflict",
-        "error": "Changed in Salesforce",
+    expected = {
+        "status": "failed",
+        "error": "Not sent: someone changed this opportunity in Salesforce",
+        "since": failed_at.isoformat().replace("+00:00", "Z"),
     }
+    assert reader_api.get(f"{LIST}{OPP}/").json()["write_back"] == expected
+    assert reader_api.get(LIST).json()["results"][0]["write_back"] == expected
 
 
 @pytest.mark.parametrize("salesforce_id", ["006000000000404AAA", "006000000000001", "not-an-id", "0" * 19])
@@ -197,7 +209,7 @@ def test_patching_the_ps_fields_queues_one_salesforce_write(em_api, em_user):
         "Red",
         "Slipped to Q4",
     )
-    assert body["write_back"] == {"status": "pending", "error": ""}
+    assert (body["write_back"]["status"], body["write_back"]["error"]) == ("pending", None)
     write = SalesforceWrite.objects.get()
     assert write.changes == {
         "engagement_manager": "005000000000099AAA",
@@ -208,9 +220,11 @@ def test_patching_the_ps_fields_queues_one_salesforce_write(em_api, em_user):
     assert write.created_by == em_user
     opportunity = Opportunity.objects.get(salesforce_id=OPP)
     assert (opportunity.engagement_manager, opportunity.em_confidence) == (em, "Red")
-    assert set(OpportunityChange.objects.values_list("field", flat=True)) == {
-        "EngagementManager",
-        "EMConfidence",
+    assert set(OpportunityChange.objects.values_list("field", "source")) == {
+        ("EngagementManager", "api"),
+        ("EMConfidence", "api"),
+        ("EMConfidenceRationale", "api"),
+        ("ScopingIssueLink", "api"),
     }
 
 
@@ -257,13 +271,12 @@ def test_bad_input_gets_400_naming_the_field_and_changes_nothing(em_api, body, f
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_patch_answer_shows_a_delivery_that_happened_on_commit(monkeypatch, em_api):
+def test_the_patch_answer_shows_a_delivery_that_happened_on_commit(salesforce, em_api):
     """With tasks running in-process, delivery runs when the change commits, before the answer is built."""
+    salesforce_id = salesforce.add_opportunity(Scoping_Issue_Link__c="https://gitlab.com/g/p/-/issues/1")
+    OpportunityFactory(salesforce_id=salesforce_id)
 
-    def deliver_now():
-        SalesforceWrite.objects.update(status=OutboxStatus.DELIVERED)
+    body = em_api.patch(f"{LIST}{salesforce_id}/", {"em_confidence": "Green"}, format="json").json()
 
-    monkeypatch.setattr("opportunities.tasks.deliver_salesforce_writes.delay", deliver_now)
-    OpportunityFactory(salesforce_id=OPP)
-    body = em_api.patch(f"{LIST}{OPP}/", {"em_confidence": "Green"}, format="json").json()
-    assert body["write_back"] == {"status": "delivered", "error": ""}
+    assert (body["write_back"]["status"], body["write_back"]["error"]) == ("delivered", None)
+    assert salesforce.get_opportunity(salesforce_id)["EM_Confidence__c"] == "Green"

@@ -11,8 +11,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from psplan.fiscal import quarter_code
-from scoping.choices import IssueState, Stage, WriteStatus
-from scoping.models import GitLabWrite, KeepOpenOverride, ScopingIssue
+from psplan.queue import WriteStatus
+from scoping.choices import IssueState, Stage
+from scoping.gitlab_sync import sync_issues
+from scoping.models import GitLabWrite, IssueChange, ScopingIssue
 from tests.factories import EngagementManagerFactory, OpportunityFactory, ScopingIssueFactory
 
 pytestmark = pytest.mark.django_db
@@ -212,8 +214,16 @@ def test_one_issue_adds_description_assignees_and_the_last_write(reader_api):
         "sales",
     )
     assert item["write_back"] is None
-    GitLabWrite.objects.create(issue=issue, status=WriteStatus.FAILED, last_error="403 Forbidden")
-    assert reader_api.get(f"{LIST}9/").json()["write_back"] == {"status": "failed", "error": "403 Forbidden"}
+    failed_at = timezone.now()
+    GitLabWrite.objects.create(
+        issue=issue, status=WriteStatus.FAILED, failed_at=failed_at, last_error="403 Forbidden"
+    )
+    assert reader_api.get(f"{LIST}9/").json()["write_back"] == {
+        "status": "failed",
+        "error": "403 Forbidden",
+        "since": failed_at.isoformat().replace("+00:00", "Z"),
+    }
+    assert reader_api.get(LIST).json()["results"][0]["write_back"]["status"] == "failed"
 
 
 @pytest.mark.parametrize("path", [f"{LIST}404/", f"{LIST}99999999999999999999/", f"{LIST}abc/", f"{LIST}-1/"])
@@ -231,14 +241,17 @@ def test_patching_the_stage_swaps_labels_and_queues_the_gitlab_write(em_api, em_
     response = em_api.patch(f"{LIST}5/", {"stage": "SOW_WIP"}, format="json")
     assert response.status_code == 200
     body = response.json()
-    assert (body["stage"], body["write_back"]) == ("SOW_WIP", {"status": "pending", "error": ""})
+    assert (body["stage"], body["write_back"]["status"], body["write_back"]["error"]) == (
+        "SOW_WIP",
+        "pending",
+        None,
+    )
     assert body["labels"] == [SC, "someone-else", "proposal::SOW_WIP"]
     write = GitLabWrite.objects.get()
-    assert (write.add_labels, write.remove_labels, write.state_event, write.created_by) == (
-        ["proposal::SOW_WIP"],
-        ["proposal::Strawman_WIP"],
-        "",
+    assert (write.intent, write.created_by, write.source) == (
+        {"stage": "SOW_WIP", "state": "opened"},
         em_user,
+        "api",
     )
     assert ScopingIssue.objects.get(iid=5).stage == Stage.SOW_WIP
 
@@ -248,7 +261,11 @@ def test_patching_to_closed_won_closes_the_issue_with_this_quarter(em_api):
     body = em_api.patch(f"{LIST}5/", {"stage": "Closed_Won"}, format="json").json()
     this_quarter = quarter_code(timezone.localdate())
     assert (body["state"], body["outcome"], body["close_qtr"]) == ("closed", "won", this_quarter)
-    assert GitLabWrite.objects.get().state_event == "close"
+    assert GitLabWrite.objects.get().intent == {
+        "stage": "Closed_Won",
+        "state": "closed",
+        "close_qtr": this_quarter,
+    }
 
 
 def test_patching_several_fields_queues_one_write_each_and_reports_them_together(em_api):
@@ -270,15 +287,13 @@ def test_patching_several_fields_queues_one_write_each_and_reports_them_together
         "Waiting",
         "jdoe",
     )
-    assert body["write_back"] == {"status": "pending", "error": ""}
-    writes = list(GitLabWrite.objects.order_by("id"))
-    assert [w.add_labels for w in writes] == [
-        ["proposal::Awaiting_Discovery"],
-        ["Segment::MM_EMEA"],
-        ["EM_Status::Waiting"],
-        [],
+    assert (body["write_back"]["status"], body["write_back"]["error"]) == ("pending", None)
+    assert list(GitLabWrite.objects.order_by("id").values_list("intent", flat=True)) == [
+        {"stage": "Awaiting_Discovery", "state": "opened"},
+        {"segment": "MM_EMEA"},
+        {"em_status": "Waiting"},
+        {"assignee_ids": [4242]},
     ]
-    assert writes[-1].assignee_ids == [4242]
     assert ScopingIssue.objects.get(iid=5).engagement_manager == em
 
 
@@ -289,9 +304,10 @@ def test_null_clears_the_segment_em_status_and_engagement_manager(em_api):
         f"{LIST}5/", {"segment": None, "em_status": None, "engagement_manager": None}, format="json"
     ).json()
     assert (body["segment"], body["em_status"], body["engagement_manager"]) == (None, None, None)
-    assert sorted(label for w in GitLabWrite.objects.all() for label in w.remove_labels) == [
-        "EM_Status::ToDo",
-        "Segment::SMB",
+    assert list(GitLabWrite.objects.order_by("id").values_list("intent", flat=True)) == [
+        {"segment": None},
+        {"em_status": None},
+        {"assignee_ids": []},
     ]
 
 
@@ -311,8 +327,13 @@ def test_keep_open_until_is_local_and_audited(em_api, em_user):
         format="json",
     ).json()
     assert (body["keep_open_until"], body["write_back"]) == (until.isoformat(), None)
-    override = KeepOpenOverride.objects.get()
-    assert (override.until, override.set_by, override.reason) == (until, em_user, "Waiting on legal")
+    change = IssueChange.objects.get()
+    assert (change.new_value, change.actor, change.note, change.source) == (
+        until.isoformat(),
+        em_user,
+        "Waiting on legal",
+        "api",
+    )
     assert not GitLabWrite.objects.exists()
     em_api.patch(f"{LIST}5/", {"keep_open_until": None}, format="json")
     assert ScopingIssue.objects.get(iid=5).keep_open_until is None
@@ -343,7 +364,7 @@ def test_bad_input_gets_400_naming_the_field_and_changes_nothing(em_api, body, f
     assert response.status_code == 400
     assert list(response.json()) == [field]
     assert ScopingIssue.objects.get(iid=5).em_status == ""
-    assert not GitLabWrite.objects.exists() and not KeepOpenOverride.objects.exists()
+    assert not GitLabWrite.objects.exists() and not IssueChange.objects.exists()
 
 
 @pytest.mark.parametrize("body", ["not json", "[1, 2]"])
@@ -361,13 +382,14 @@ def test_a_form_encoded_body_gets_415(em_api):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_patch_answer_shows_a_delivery_that_happened_on_commit(monkeypatch, em_api):
+def test_the_patch_answer_shows_a_delivery_that_happened_on_commit(gitlab_on, em_api):
     """With tasks running in-process, delivery runs when the change commits, before the answer is built."""
+    iid = gitlab_on.add_issue(labels=[SC, "proposal::SOW_WIP"])["iid"]
+    sync_issues(full=True)
+    gitlab_on.fail_next(403, method="PUT", message="403 Forbidden - You are not allowed to edit this issue")
 
-    def deliver_now():
-        GitLabWrite.objects.update(status=WriteStatus.FAILED, last_error="GitLab answered 403")
+    body = em_api.patch(f"{LIST}{iid}/", {"stage": "Approved"}, format="json").json()
 
-    monkeypatch.setattr("scoping.tasks.deliver_gitlab_writes.delay", deliver_now)
-    ScopingIssueFactory(iid=5, labels=[SC, "proposal::SOW_WIP"])
-    body = em_api.patch(f"{LIST}5/", {"stage": "Approved"}, format="json").json()
-    assert body["write_back"] == {"status": "failed", "error": "GitLab answered 403"}
+    assert body["write_back"]["status"] == "failed"
+    assert "You are not allowed to edit this issue" in body["write_back"]["error"]
+    assert body["stage"] == "SOW_WIP"  # back to what GitLab has

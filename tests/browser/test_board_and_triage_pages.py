@@ -28,7 +28,7 @@ def test_moving_a_card_with_its_menu_puts_it_in_the_new_column(signed_in_page, l
     page.locator("section[data-stage='SOW_WIP'] [data-iid='7']").wait_for()
     assert page.locator("section[data-stage='Strawman_WIP'] [data-iid='7']").count() == 0
     assert ScopingIssue.objects.get(iid=7).stage == "SOW_WIP"
-    assert GitLabWrite.objects.get().add_labels == ["proposal::SOW_WIP"]
+    assert GitLabWrite.objects.get().intent == {"stage": "SOW_WIP", "state": "opened"}
 
 
 def test_triaging_an_issue_removes_it_from_the_queue(signed_in_page, live_server):

@@ -6,8 +6,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from opportunities.choices import OutboxStatus
 from opportunities.models import Opportunity, SalesforceWrite
+from psplan.queue import WriteStatus
 from tests.factories import EngagementManagerFactory, OpportunityFactory
 
 pytestmark = pytest.mark.django_db
@@ -56,7 +56,7 @@ def test_a_salesforce_refusal_is_shown_on_the_row(reader_client):
     SalesforceWrite.objects.create(
         opportunity=opportunity,
         changes={"em_confidence": "Green"},
-        status=OutboxStatus.FAILED,
+        status=WriteStatus.FAILED,
         last_error="FIELD_CUSTOM_VALIDATION_EXCEPTION: Close date must be in the future",
     )
     html = reader_client.get("/opportunities/").content.decode()

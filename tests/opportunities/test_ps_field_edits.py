@@ -25,8 +25,12 @@ def test_confidence_change_is_saved_queued_and_recorded(em_user):
     assert (opportunity.em_confidence, opportunity.em_confidence_rationale) == ("Amber", "Procurement slow")
     assert write.changes == {"em_confidence": "Amber", "em_confidence_rationale": "Procurement slow"}
     assert write.base_modstamp == opportunity.system_modstamp
-    change = OpportunityChange.objects.get()
-    assert (change.field, change.old_value, change.new_value) == ("EMConfidence", "Grey", "Amber")
+    history = OpportunityChange.objects.order_by("field")
+    assert [(c.field, c.old_value, c.new_value) for c in history] == [
+        ("EMConfidence", "Grey", "Amber"),
+        ("EMConfidenceRationale", "", "Procurement slow"),
+    ]
+    assert {(c.source, c.actor, c.write) for c in history} == {("page", em_user, write)}
 
 
 def test_engagement_manager_is_sent_as_the_salesforce_user_id(em_user):

@@ -11,11 +11,12 @@ import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from opportunities.choices import OutboxStatus, SyncKind, SyncStatus
+from opportunities.choices import SyncKind, SyncStatus
 from opportunities.models import Account, EngagementManager, Opportunity, OpportunityChange, SyncRun
 from opportunities.salesforce_client import SalesforceRateLimited, SalesforceUnavailable
 from opportunities.salesforce_sync import SalesforceDisabled, pull_opportunities
 from opportunities.services import update_ps_fields
+from psplan.queue import WriteStatus
 from tests.factories import EngagementManagerFactory, TerritoryFactory
 from tests.standins import salesforce as faults
 from tests.standins.salesforce import SalesforceStandIn, django_settings_for
@@ -237,7 +238,7 @@ def test_a_ps_plan_edit_still_waiting_for_salesforce_is_not_reverted_by_a_pull(s
 
     opportunity.refresh_from_db()
     assert (opportunity.em_confidence, opportunity.stage_name) == ("Green", "Negotiation")
-    assert opportunity.writes.get().status == OutboxStatus.PENDING
+    assert opportunity.writes.get().status == WriteStatus.PENDING
 
 
 def test_4500_opportunities_take_three_query_requests_and_report_progress(salesforce):

@@ -77,11 +77,7 @@ def test_moving_a_card_queues_the_gitlab_change_and_redraws_the_board(em_client)
     )
     assert response.status_code == 200
     assert _column(response, Stage.ESTIMATE_FEEDBACK) == ["card"]
-    write = GitLabWrite.objects.get()
-    assert (write.add_labels, write.remove_labels) == (
-        ["proposal::Estimate_Feedback"],
-        ["proposal::Strawman_WIP"],
-    )
+    assert GitLabWrite.objects.get().intent == {"stage": "Estimate_Feedback", "state": "opened"}
 
 
 def test_readers_cannot_move_cards(reader_client):
@@ -153,9 +149,9 @@ def test_triaging_sets_segment_and_assignee_in_gitlab_and_leaves_the_queue(em_cl
     assert response.status_code == 200 and response.content == b""
     issue.refresh_from_db()
     assert (issue.segment, issue.engagement_manager) == (Segment.ENT_EMEA, em)
-    assert list(GitLabWrite.objects.values_list("add_labels", "assignee_ids")) == [
-        (["Segment::Ent_EMEA"], None),
-        ([], [77]),
+    assert list(GitLabWrite.objects.values_list("intent", flat=True)) == [
+        {"segment": "Ent_EMEA"},
+        {"assignee_ids": [77]},
     ]
     assert em_client.get("/triage/").context["rows"] == []
 

@@ -13,22 +13,25 @@ from pathlib import Path
 
 import pytest
 from celery.schedules import crontab
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
+from redis import Redis
 
 from opportunities.choices import SyncKind, SyncStatus
 from opportunities.models import SyncRun
+from psplan import queue
 from psplan.celery import app as celery_app
+from psplan.queue import WriteStatus
 from scoping import services, tasks
-from scoping.choices import Stage, WriteStatus
+from scoping.choices import Stage
 from scoping.models import GitLabWrite, ScopingIssue, WebhookDelivery
 from scoping.sync import sync_lock
+from tests.factories import ScopingIssueFactory
 from tests.scoping.conftest import GITLAB_PROJECT, GITLAB_TOKEN, SCOPING, WEBHOOK_SECRET, seed
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = [
     tasks.sync_all_systems,
-    tasks.sync_gitlab,
     tasks.deliver_gitlab_writes,
     tasks.process_webhook_delivery,
     tasks.prune_webhook_deliveries,
@@ -57,10 +60,13 @@ def test_the_beat_runs_incremental_syncs_every_5_minutes_a_full_one_nightly_and_
 def test_without_a_broker_a_task_runs_in_process(gitlab_on):
     seed(gitlab_on, 3)
 
-    tasks.sync_gitlab.delay(full=True)
+    tasks.sync_all_systems.delay(full=True)
 
     assert ScopingIssue.objects.count() == 3
-    assert SyncRun.objects.get().status == SyncStatus.SUCCEEDED
+    assert set(SyncRun.objects.values_list("kind", "status")) == {
+        (SyncKind.GITLAB_FULL, SyncStatus.SUCCEEDED),
+        (SyncKind.RULES, SyncStatus.SUCCEEDED),
+    }
 
 
 @pytest.mark.django_db
@@ -75,9 +81,9 @@ def test_a_periodic_sync_while_another_runs_records_that_it_skipped(gitlab_on):
 
 
 @pytest.mark.django_db
-def test_delivering_in_process_tries_gitlab_once_and_leaves_retries_to_the_outbox(gitlab_on):
+def test_delivering_in_process_tries_gitlab_once_and_leaves_retries_to_the_queue(gitlab_on):
     iid = seed(gitlab_on, 1)[0]
-    tasks.sync_gitlab.delay(full=True)
+    tasks.sync_all_systems.delay(full=True)
     services.set_issue_stage(issue=ScopingIssue.objects.get(iid=iid), stage=Stage.SOW_WIP, actor=None)
     gitlab_on.reset_requests()
     gitlab_on.fail_next(503, times=100)
@@ -173,6 +179,7 @@ def worker(broker, gitlab_on, transactional_db, tmp_path) -> Iterator[Path]:
     )
     log = tmp_path / "worker.log"
     command = [sys.executable, "-m", "celery", "-A", "psplan", "worker", "--pool=solo", "--loglevel=INFO"]
+    command += ["--queues=celery,sync,gitlab,salesforce"]
     command += ["--without-gossip", "--without-mingle", "--without-heartbeat", "--purge"]
     with log.open("w") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -203,11 +210,11 @@ def test_a_real_worker_on_redis_syncs_delivers_edits_and_applies_webhooks(
 ):
     seed(gitlab_on, 150)
 
-    tasks.sync_gitlab.delay(full=True)
+    tasks.sync_all_systems.delay(full=True)
 
-    _wait_for(lambda: SyncRun.objects.filter(status=SyncStatus.SUCCEEDED).exists(), what="the sync")
+    _wait_for(lambda: SyncRun.objects.filter(kind=SyncKind.RULES).exists(), what="the sync")
     assert ScopingIssue.objects.count() == 150
-    assert SyncRun.objects.get().counts["created"] == 150
+    assert SyncRun.objects.get(kind=SyncKind.GITLAB_FULL).counts["created"] == 150
 
     # An EM's edit commits, and the worker sends it to GitLab.
     issue = ScopingIssue.objects.get(iid=1)
@@ -230,3 +237,57 @@ def test_a_real_worker_on_redis_syncs_delivers_edits_and_applies_webhooks(
     assert response.json() == {"status": "queued"}
     _wait_for(lambda: ScopingIssue.objects.filter(iid=2, title="Renamed on GitLab").exists(), what="the hook")
     assert "ready." in worker.read_text()
+
+
+# --- Enqueuing deliveries ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def queue_window():
+    """The gathering window lives in the cache, which outlives a test's database."""
+    for system in ("gitlab", "salesforce"):
+        queue.forget_window(system)
+    yield
+    for system in ("gitlab", "salesforce"):
+        queue.forget_window(system)
+
+
+@pytest.mark.services
+def test_edits_made_in_one_transaction_or_a_short_window_start_one_delivery_task(
+    broker, transactional_db, queue_window
+):
+    issues = ScopingIssueFactory.create_batch(3, labels=[SCOPING, "Open"])
+    redis = Redis.from_url(broker)
+    redis.delete("gitlab")
+
+    with transaction.atomic():
+        for issue in issues:
+            services.set_issue_stage(issue=issue, stage=Stage.SOW_WIP, actor=None)
+    for issue in issues:  # three more transactions, within the window
+        services.set_issue_em_status(issue=issue, em_status="ToDo", actor=None)
+
+    assert GitLabWrite.objects.count() == 6
+    assert redis.llen("gitlab") == 1
+    queue.forget_window("gitlab")  # the task starts: the next edit needs a run of its own
+    services.set_issue_em_status(issue=issues[0], em_status="Waiting", actor=None)
+    assert redis.llen("gitlab") == 2
+
+
+@pytest.mark.services
+def test_with_the_broker_down_an_edit_is_kept_and_the_api_answers_pending(
+    broker, transactional_db, queue_window, em_client
+):
+    celery_app.conf.update(broker_url="redis://127.0.0.1:9/0", broker_write_url="redis://127.0.0.1:9/0")
+    celery_app.amqp._producer_pool = None
+    issue = ScopingIssueFactory(labels=[SCOPING, "Open"])
+
+    response = em_client.patch(
+        f"/api/v1/scoping-issues/{issue.iid}/",
+        json.dumps({"stage": "SOW_WIP"}),
+        content_type="application/json",
+    )
+
+    assert response.status_code == 200, response.content
+    assert response.json()["stage"] == "SOW_WIP"
+    assert response.json()["write_back"]["status"] == "pending"
+    assert GitLabWrite.objects.get().status == WriteStatus.PENDING

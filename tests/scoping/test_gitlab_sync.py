@@ -196,7 +196,7 @@ def test_the_updated_at_of_our_own_write_is_not_activity(gitlab_on, gitlab_clien
     sync_issues(full=True, client=gitlab_client)
     before = ScopingIssue.objects.get().last_activity_at
     ours = gitlab_client.update_issue(iid, add_labels=["EM_Status::Waiting"])
-    ScopingIssue.objects.update(own_write_updated_at=ours.updated_at)
+    ScopingIssue.objects.update(own_write_from=ours.updated_at, own_write_updated_at=ours.updated_at)
 
     sync_issues(client=gitlab_client)
 
@@ -206,11 +206,11 @@ def test_the_updated_at_of_our_own_write_is_not_activity(gitlab_on, gitlab_clien
     assert issue.last_activity_at == before
 
 
-def test_an_issue_with_a_write_still_in_the_outbox_is_left_to_the_outbox(gitlab_on, gitlab_client):
+def test_an_issue_with_a_write_still_queued_is_left_to_the_write_back(gitlab_on, gitlab_client):
     iid = seed(gitlab_on, 1)[0]
     sync_issues(full=True, client=gitlab_client)
     issue = ScopingIssue.objects.get()
-    GitLabWrite.objects.create(issue=issue, add_labels=["proposal::SOW_WIP"], remove_labels=["Open"])
+    GitLabWrite.objects.create(issue=issue, intent={"stage": "SOW_WIP"})
     issue.labels = [SCOPING, "proposal::SOW_WIP"]
     issue.save()
     gitlab_on.touch(iid, when=recently(minutes=1))

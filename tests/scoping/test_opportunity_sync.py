@@ -8,14 +8,16 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from opportunities.choices import OutboxStatus, SyncKind, SyncStatus
+from opportunities.choices import SyncKind, SyncStatus
 from opportunities.models import Opportunity, SyncRun
 from opportunities.salesforce_client import SalesforceUnavailable
 from opportunities.services import update_ps_fields
+from psplan.queue import WriteStatus
 from scoping.choices import IssueState, ProblemKind, Stage
 from scoping.models import GitLabWrite, ScopingIssue
 from scoping.opportunity_sync import sync_salesforce
 from scoping.rules import apply_rules
+from scoping.sync import run_sync
 from tests.factories import ScopingIssueFactory
 from tests.standins import salesforce as faults
 from tests.standins.salesforce import SalesforceStandIn
@@ -117,15 +119,16 @@ def test_only_issues_touching_a_changed_opportunity_are_refreshed(salesforce):
     assert ScopingIssue.objects.get(pk=untouched.pk).segment == ""
 
 
-def test_pending_ps_field_edits_are_delivered_before_the_pull(salesforce, em_user):
+def test_a_pull_keeps_pending_ps_field_edits_and_the_sync_then_delivers_them(salesforce, em_user):
     opportunity_id = salesforce.add_opportunity(Scoping_Issue_Link__c="https://gitlab.com/g/p/-/issues/1")
     sync_salesforce(full=True)
     write = update_ps_fields(opportunity=Opportunity.objects.get(), actor=em_user, em_confidence="Green")
 
-    sync_salesforce()
+    report = run_sync(gitlab=False, salesforce=True, delivery_budget=5)
 
+    assert report.ok, [step.message for step in report.steps]
     write.refresh_from_db()
-    assert write.status == OutboxStatus.DELIVERED
+    assert write.status == WriteStatus.DELIVERED
     assert salesforce.get_opportunity(opportunity_id)["EM_Confidence__c"] == "Green"
     assert Opportunity.objects.get().em_confidence == "Green"
 
@@ -136,10 +139,10 @@ def test_a_dry_run_pulls_but_keeps_pending_edits_local(salesforce, em_user):
     write = update_ps_fields(opportunity=Opportunity.objects.get(), actor=em_user, em_confidence="Green")
     salesforce.reset_requests()
 
-    sync_salesforce(send_edits=False)
+    run_sync(gitlab=False, salesforce=True, dry_run=True, delivery_budget=5)
 
     write.refresh_from_db()
-    assert write.status == OutboxStatus.PENDING
+    assert write.status == WriteStatus.PENDING
     assert salesforce.write_requests == []
     assert salesforce.get_opportunity(opportunity_id)["EM_Confidence__c"] in ("", None, "Grey")
     assert Opportunity.objects.get().em_confidence == "Green"  # the pull does not undo the local edit

@@ -34,8 +34,7 @@ def test_an_issue_quiet_for_two_months_is_closed_lost_with_a_comment_saying_why_
     result = apply_rules()
 
     write = GitLabWrite.objects.get()
-    assert set(write.add_labels) == {"proposal::Closed_Lost", "close_qtr::Q225"}
-    assert (write.remove_labels, write.state_event) == (["proposal::Estimate_Feedback"], "close")
+    assert write.intent == {"stage": "Closed_Lost", "close_qtr": "Q225", "state": "closed"}
     assert "no activity since 2024-04-10" in write.note and "2 months" in write.note
     assert "Reopen this issue" in write.note and "keep open until" in write.note
     issue.refresh_from_db()
@@ -50,7 +49,7 @@ def test_the_close_qtr_is_that_of_the_day_it_went_stale_not_of_today():
 
     apply_rules()
 
-    assert "close_qtr::Q125" in GitLabWrite.objects.get().add_labels
+    assert GitLabWrite.objects.get().intent["close_qtr"] == "Q125"
 
 
 def test_calendar_months_count_so_december_31st_goes_stale_at_the_end_of_february():
@@ -59,7 +58,7 @@ def test_calendar_months_count_so_december_31st_goes_stale_at_the_end_of_februar
         apply_rules()
 
     assert RuleAction.objects.get().reason == "2024-02-29"
-    assert "close_qtr::Q125" in GitLabWrite.objects.get().add_labels  # February opens FY2025
+    assert GitLabWrite.objects.get().intent["close_qtr"] == "Q125"  # February opens FY2025
 
 
 def test_an_issue_with_recent_activity_stays_open():
@@ -96,7 +95,7 @@ def test_after_the_override_expires_the_issue_goes_stale_on_the_day_after_it_end
 
     apply_rules()
 
-    assert "close_qtr::Q225" in GitLabWrite.objects.get().add_labels  # June, not March (Q1)
+    assert GitLabWrite.objects.get().intent["close_qtr"] == "Q225"  # June, not March (Q1)
     assert RuleAction.objects.get().reason == "2024-06-01"
 
 

@@ -9,7 +9,7 @@ from opportunities.choices import Segment
 from opportunities.models import Account, EngagementManager, Opportunity, Territory, TerritoryAssignment
 from psplan.permissions import can_edit, is_admin
 from scoping.choices import ProblemKind, Stage
-from scoping.models import DataQualityProblem, ScopingIssue
+from scoping.models import DataQualityProblem, GitLabWrite, RuleAction, ScopingIssue
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +31,6 @@ def test_demo_data_covers_every_stage_segment_and_six_quarters(seeded):
     quarters = set(ScopingIssue.objects.exclude(close_qtr="").values_list("close_qtr", flat=True))
     assert len(quarters) >= 6
     now = timezone.now()
-    assert ScopingIssue.objects.stale(as_of=now).exists()
     assert ScopingIssue.objects.going_stale(as_of=now).exists()
     assert ScopingIssue.objects.filter(public_sector=True).exists()
 
@@ -84,3 +83,22 @@ def test_if_empty_skips_when_an_integration_is_configured(settings, capsys):
     call_command("seed_demo", "--if-empty")
     assert "GitLab or Salesforce is configured" in capsys.readouterr().out
     assert not ScopingIssue.objects.exists()
+
+
+def test_the_demo_applies_the_closing_rules_so_no_issue_idle_past_the_window_is_left_open(seeded):
+    now = timezone.now()
+    assert not ScopingIssue.objects.stale(as_of=now).exists()
+    closed_by_rule = ScopingIssue.objects.filter(rule_actions__rule=RuleAction.Rule.STALE)
+    assert closed_by_rule.exists()
+    assert set(closed_by_rule.values_list("state", "stage").distinct()) == {("closed", "Closed_Lost")}
+    # Nothing is sent anywhere: the demo has no GitLab to send to.
+    assert not GitLabWrite.objects.exists()
+
+
+def test_seeding_again_closes_the_same_stale_issues_again(seeded):
+    closed = set(ScopingIssue.objects.filter(rule_actions__rule="stale").values_list("iid", flat=True))
+    call_command("seed_demo")
+    assert (
+        set(ScopingIssue.objects.filter(rule_actions__rule="stale").values_list("iid", flat=True)) == closed
+    )
+    assert not ScopingIssue.objects.stale(as_of=timezone.now()).exists()

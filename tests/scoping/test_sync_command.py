@@ -13,8 +13,9 @@ from django.core.management import CommandError, call_command
 
 from opportunities.choices import SyncKind, SyncStatus
 from opportunities.models import SyncRun
+from psplan.queue import WriteStatus
 from scoping import services
-from scoping.choices import Stage, WriteStatus
+from scoping.choices import Stage
 from scoping.models import GitLabWrite, ScopingIssue
 from scoping.sync import sync_lock
 from tests.scoping.conftest import GITLAB_PROJECT_ID, seed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -43,14 +44,22 @@ def test_a_lock_whose_holder_died_is_taken_over_once_its_lease_runs_out():
 
 
 @pytest.mark.django_db
-def test_keeping_a_lease_alive_pushes_its_expiry_out():
+def test_renewing_a_lease_pushes_its_expiry_out():
     lease = claim_lock(ttl=60)
     SyncLock.objects.update(expires_at=timezone.now() + timedelta(seconds=5))
-    lease.renewed -= 30  # more than a third of the time to live ago
 
-    lease.keep_alive()
+    lease.renew()
 
     assert SyncLock.objects.get().expires_at > timezone.now() + timedelta(seconds=50)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_held_lock_is_renewed_by_the_heartbeat_while_its_sync_runs(settings):
+    settings.PSPLAN_SYNC_LOCK_TTL = 4  # a beat every second
+    with sync_lock() as lease:
+        SyncLock.objects.update(expires_at=timezone.now() + timedelta(seconds=1))
+        time.sleep(2.5)
+        assert SyncLock.objects.get(owner=lease.owner).expires_at > timezone.now() + timedelta(seconds=2)
 
 
 @pytest.mark.django_db

@@ -9,8 +9,10 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from scoping import services
 from scoping.gitlab_sync import sync_issues
 from scoping.models import GitLabWrite, ScopingIssue, WebhookDelivery
+from scoping.write_back import deliver_gitlab_writes
 from tests.scoping.conftest import GITLAB_PROJECT_ID, SCOPING, WEBHOOK_SECRET, recently, seed
 
 pytestmark = pytest.mark.django_db
@@ -224,12 +226,9 @@ def test_an_issue_hook_for_an_issue_that_is_not_a_scoping_issue_is_ignored(clien
 def test_the_issue_hook_for_our_own_write_does_not_reset_activity(
     client, gitlab_on, gitlab_client, mirrored, run_queued
 ):
-    from scoping import services
-    from scoping.outbox import deliver_pending_writes
-
     before = mirrored.last_activity_at
     services.set_issue_stage(issue=mirrored, stage="SOW_WIP", actor=None)
-    deliver_pending_writes(client=gitlab_client)
+    deliver_gitlab_writes(client=gitlab_client)
 
     run_queued(client, gitlab_on.issue_hook(mirrored.iid))  # GitLab reports the bot's change
 
@@ -260,7 +259,7 @@ def test_our_own_comment_is_not_activity(client, gitlab_on, mirrored, run_queued
     assert mirrored.last_activity_at == before
 
 
-def test_a_comment_posted_by_the_outbox_is_recognised_without_asking_gitlab(
+def test_a_comment_posted_by_the_write_back_is_recognised_without_asking_gitlab(
     client, settings, gitlab_on, mirrored, run_queued
 ):
     before = mirrored.last_activity_at

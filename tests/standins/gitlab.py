@@ -185,6 +185,7 @@ class GitLabStandIn:
         self._user_ids = itertools.count(1)
         self._last_iid = 0
         self._usernames: dict[str, int] = {}
+        self._members: list[int] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -230,8 +231,9 @@ class GitLabStandIn:
         public_email: str = "",
         state: str = "active",
         user_id: int | None = None,
+        member: bool = False,
     ) -> JSON:
-        """Create a GitLab user; returns what `GET /users/:id` would."""
+        """Create a GitLab user (a member of the project when `member`); returns what `GET /users/:id` would."""
         with self._lock:
             uid = user_id if user_id is not None else next(self._user_ids)
             self._users[uid] = {
@@ -243,6 +245,8 @@ class GitLabStandIn:
                 "web_url": f"{self.url}/{username}",
             }
             self._usernames[username] = uid
+            if member:
+                self._members.append(uid)
             self._changed()
             return self._user_full(self._users[uid])
 
@@ -262,6 +266,19 @@ class GitLabStandIn:
                     "is_project_label": True,
                 }
             return dict(self._labels[name])
+
+    def remove_label(self, name: str) -> None:
+        """Delete a project label (issues keep the name, as GitLab's do not)."""
+        with self._lock:
+            self._labels.pop(name, None)
+            self._changed()
+
+    def delete_issue(self, iid: int) -> None:
+        """Delete an issue, as an admin would in GitLab: it is gone from every listing."""
+        with self._lock:
+            self._issues.pop(int(iid), None)
+            self._notes.pop(int(iid), None)
+            self._changed(int(iid))
 
     def add_issue(
         self,
@@ -779,6 +796,11 @@ class GitLabStandIn:
                     raise _HTTPError(400, {"error": "body is missing"})
                 note = self._create_note(issue, body, self.bot["id"], self.clock(), system=False)
                 return _json_response(201, note)
+            case ["members", "all"] if method == "GET":
+                # Reference: https://docs.gitlab.com/api/members/#list-all-members-of-a-group-or-project-including-inherited-and-invited-members
+                return self._page(
+                    call, self._members, lambda uid: self._user_basic(uid) | {"access_level": 30}
+                )
             case ["labels"] if method == "GET":
                 search = str(params.get("search") or "").lower()
                 names = [n for n in sorted(self._labels, key=str.lower) if search in n.lower()]

@@ -7,6 +7,7 @@ from contextlib import ExitStack, contextmanager
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 from tqdm import tqdm
 
 from opportunities.choices import SyncStatus
@@ -15,8 +16,9 @@ from scoping.sync import Progress, ProgressFactory, SyncReport, run_sync
 
 class Command(BaseCommand):
     help = (
-        "Sync GitLab scoping issues and Salesforce opportunities once, then apply the closing rules. "
-        "Exits non-zero when a system is unreachable or misconfigured, or another sync is running."
+        "Sync GitLab scoping issues and Salesforce opportunities once, apply the closing rules, then deliver "
+        "the queued writes (retrying transient failures within PSPLAN_DELIVERY_BUDGET seconds). Exits non-zero "
+        "when a system is unreachable or misconfigured, another sync is running, or writes are still pending."
     )
 
     def add_arguments(self, parser) -> None:
@@ -37,15 +39,28 @@ class Command(BaseCommand):
         gitlab, salesforce = self._systems(gitlab_only=gitlab_only, salesforce_only=salesforce_only)
         with self._progress_bars() as progress:
             report = run_sync(
-                full=full, gitlab=gitlab, salesforce=salesforce, dry_run=dry_run, progress=progress
+                full=full,
+                gitlab=gitlab,
+                salesforce=salesforce,
+                dry_run=dry_run,
+                progress=progress,
+                delivery_budget=settings.PSPLAN_DELIVERY_BUDGET,
             )
         self._print(report)
         if dry_run and report.rules is not None:
             self._print_plan(report.rules)
+        self._print_pending(report)
         if report.locked_out:
             raise CommandError(_one_line(report.steps[0].message))
         if report.failures:
             raise CommandError(_one_line(" / ".join(step.message for step in report.failures)))
+        if report.pending:
+            last = report.pending[-1]
+            raise CommandError(
+                _one_line(
+                    f"{len(report.pending)} write(s) still pending; last error: {last.error or 'none yet'}"
+                )
+            )
 
     def _systems(self, *, gitlab_only: bool, salesforce_only: bool) -> tuple[bool, bool]:
         """Which systems to sync; one explicitly asked for but not configured is an error."""
@@ -93,6 +108,23 @@ class Command(BaseCommand):
         }
         for step in report.steps:
             self.stdout.write(styles.get(step.status, str)(step.message))
+
+    def _print_pending(self, report: SyncReport) -> None:
+        """Writes refused for good, and those not delivered within the budget (they wait in the queue)."""
+        if report.failed:
+            self.stdout.write(self.style.ERROR(f"Failed for good: {len(report.failed)} write(s)"))
+            for write in report.failed[:20]:
+                self.stdout.write(f"  {write.system} {write.record}: {_one_line(write.error)}")
+        if not report.pending:
+            return
+        self.stdout.write(self.style.WARNING(f"Still pending: {len(report.pending)} write(s)"))
+        for write in report.pending[:20]:
+            when = f"{timezone.localtime(write.next_attempt_at):%Y-%m-%d %H:%M:%S}"
+            self.stdout.write(
+                f"  {write.system} {write.record}: next attempt {when}; {_one_line(write.error)}"
+            )
+        if len(report.pending) > 20:
+            self.stdout.write(f"  … and {len(report.pending) - 20} more (see /sync/)")
 
     def _print_plan(self, result: object) -> None:
         """What a dry run of the rules would do, one issue a line."""

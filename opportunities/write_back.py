@@ -1,22 +1,22 @@
 """Delivery of queued Salesforce writes (SalesforceWrite rows): claimed, batched, never lost.
 
-A write leaves PENDING only as DELIVERED, CONFLICT (Salesforce changed since the edit was based
-on it) or FAILED (Salesforce refused it, with its message). Outages put it back with a backoff.
+A write leaves pending only as delivered or failed: refused by Salesforce (with its message), or not
+sent because someone changed the opportunity in Salesforce after the version the edit was based on
+(If-Unmodified-Since). An outage puts it back with a backoff. 25 conditional updates go in one
+Composite request, and one query reads the results back.
 """
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import F
 from django.utils import timezone
 
-from opportunities.choices import OutboxStatus, SyncKind, SyncStatus
+from opportunities.choices import SyncKind, SyncStatus
 from opportunities.models import SalesforceWrite, SyncRun
 from opportunities.salesforce_client import (
     OpportunityUpdate,
@@ -33,15 +33,18 @@ from opportunities.salesforce_sync import (
     apply_records,
     check_backoff,
     em_confidence,
-    finish_run,
     rate_limit_backoff,
+    rate_limit_error,
+    record_api_usage,
 )
+from psplan import queue
+from psplan.queue import WriteStatus
 
-# 600 fills whole requests of every kind: 3 collections of 200, 24 composites of 25, 2 reads of 300.
-CLAIM_BATCH = 600
+# 200 fills whole requests: 8 composites of 25 and one read-back query.
+BATCH = 200
 LEASE = timedelta(minutes=10)  # a worker that dies mid-batch releases its rows after this
-RETRY_BASE = timedelta(seconds=30)
-RETRY_CAP = timedelta(hours=1)
+RETRY_BASE, RETRY_CAP = 30.0, 3600.0
+PATIENT_RETRY_BASE, PATIENT_RETRY_CAP = 0.5, 30.0
 
 # SalesforceWrite.changes keys (local field names) → the client's logical field names.
 _WIRE_NAMES = {
@@ -52,46 +55,61 @@ _WIRE_NAMES = {
 }
 
 
-def deliver_pending_writes(*, client: SalesforceClient | None = None) -> int:
-    """Send due SalesforceWrite rows to Salesforce in batches; returns how many were delivered."""
-    if not settings.SALESFORCE_ENABLED or not _due().exists():
-        return 0
-    run = SyncRun.objects.create(kind=SyncKind.SALESFORCE_OUTBOX)
-    counts: Counter = Counter({status.value: 0 for status in OutboxStatus if status != OutboxStatus.PENDING})
-    try:
-        check_backoff()
-        client = client or SalesforceClient.from_settings()
-        while writes := claim_due_writes(limit=CLAIM_BATCH):
-            _deliver(client, writes, counts)
-    except SalesforceBackingOff as exc:
-        finish_run(run, counts=counts, error=exc, status=SyncStatus.SKIPPED)
-    except SalesforceError as exc:
-        # Not raised: the rows wait for their next attempt, and the task must not retry at once.
-        finish_run(run, counts=counts, client=client, error=exc)
-    except Exception as exc:
-        finish_run(run, counts=counts, client=client, error=exc)
-        raise
-    else:
-        finish_run(run, counts=counts, client=client)
-    return counts[OutboxStatus.DELIVERED]
+def deliver_salesforce_writes(*, budget: float = 0.0, client: SalesforceClient | None = None) -> Counter:
+    """Send due writes to Salesforce; with a `budget` in seconds, transient failures are retried within it."""
+    counts: Counter = Counter(delivered=0, failed=0, retrying=0)
+    if (client is None and not settings.SALESFORCE_ENABLED) or not queue.due(SalesforceWrite).exists():
+        return counts
+    with SyncRun.running(SyncKind.SALESFORCE_OUTBOX) as run:
+        try:
+            check_backoff()
+        except SalesforceBackingOff as exc:
+            run.finish(counts=counts, error=exc, status=SyncStatus.SKIPPED)
+            return counts
+        client = client or SalesforceClient.from_settings(max_retries=None if budget else 0)
+        courier = _Courier(client, counts, patient=budget > 0)
+        try:
+            queue.drain(SalesforceWrite, courier.deliver, batch=BATCH, lease=LEASE, budget=budget)
+        finally:
+            run.counts = record_api_usage(counts, client, courier.error)
+        error = rate_limit_error(courier.error) if courier.error else None
+        run.finish(error=error, status=SyncStatus.FAILED if counts["failed"] or error else None)
+    return counts
 
 
-def _due():
-    return SalesforceWrite.objects.filter(status=OutboxStatus.PENDING, next_attempt_at__lte=timezone.now())
+class _Courier:
+    """One delivery run: the client, the counts, the last outage."""
 
+    def __init__(self, client: SalesforceClient, counts: Counter, *, patient: bool) -> None:
+        self.client = client
+        self.counts = counts
+        self.patient = patient
+        self.error: SalesforceError | None = None
 
-def claim_due_writes(*, limit: int) -> list[SalesforceWrite]:
-    """Lease up to `limit` due writes to this worker: one conditional UPDATE, so no row is sent twice."""
-    now = timezone.now()
-    # The lease end doubles as the claim token: the UPDATE only takes rows still due, and the
-    # random microseconds keep two workers' tokens apart, so each reads back only its own rows.
-    token = now + LEASE + timedelta(microseconds=random.randrange(1, 1_000_000))
-    candidates = list(_due().order_by("created_at", "id").values_list("pk", flat=True)[:limit])
-    SalesforceWrite.objects.filter(
-        pk__in=candidates, status=OutboxStatus.PENDING, next_attempt_at__lte=now
-    ).update(next_attempt_at=token, attempts=F("attempts") + 1)
-    claimed = SalesforceWrite.objects.filter(pk__in=candidates, next_attempt_at=token)
-    return list(claimed.select_related("opportunity").order_by("created_at", "id"))
+    def deliver(self, writes: list[SalesforceWrite]) -> bool:
+        """Deliver one claimed batch; False when Salesforce cannot be used now."""
+        try:
+            _deliver(self.client, writes, self.counts)
+        except SalesforceError as exc:
+            self.error = exc
+            self._retry_later(writes, exc)
+            return False
+        return True
+
+    def _retry_later(self, writes: list[SalesforceWrite], error: SalesforceError) -> None:
+        """Put the batch back with a capped exponential backoff: an outage loses nothing."""
+        still_pending = list(
+            SalesforceWrite.objects.filter(pk__in=[w.pk for w in writes], status=WriteStatus.PENDING)
+        )
+        base, cap = (PATIENT_RETRY_BASE, PATIENT_RETRY_CAP) if self.patient else (RETRY_BASE, RETRY_CAP)
+        limit_wait = (
+            rate_limit_backoff().total_seconds() if isinstance(error, SalesforceRateLimited) else None
+        )
+        delay = queue.retry_delay(
+            max((w.attempts for w in writes), default=1), base=base, cap=cap, retry_after=limit_wait
+        )
+        queue.retry_later(still_pending, error=f"Salesforce unavailable, will retry: {error}", delay=delay)
+        self.counts["retrying"] += len(still_pending)
 
 
 @dataclass(eq=False)  # compared by identity
@@ -121,18 +139,15 @@ def _groups(writes: Sequence[SalesforceWrite]) -> list[_Group]:
 
 def _deliver(client: SalesforceClient, writes: list[SalesforceWrite], counts: Counter) -> None:
     groups = _groups(writes)
-    try:
-        landed = _landed_before(client, groups)
-        to_send = [group for group in groups if group not in landed]
-        results = [WriteResult(g.opportunity.salesforce_id, True) for g in landed] + _send(client, to_send)
-    except SalesforceError as exc:
-        _retry_later(writes, exc)
-        counts["retried"] += len(writes)
-        raise
+    landed = _landed_before(client, groups)
+    to_send = [group for group in groups if group not in landed]
+    results = [WriteResult(g.opportunity.salesforce_id, True) for g in landed] + _send(client, to_send)
     current, reread_error = _reread(client, groups)
     for group, result in zip([*landed, *to_send], results, strict=True):
         _record(group, result, current.get(group.opportunity.salesforce_id[:15]), counts)
-    SalesforceWrite.objects.bulk_update(writes, ["status", "last_error", "delivered_at", "next_attempt_at"])
+    SalesforceWrite.objects.bulk_update(
+        writes, ["status", "last_error", "delivered_at", "failed_at", "next_attempt_at"]
+    )
     if reread_error is not None:
         raise reread_error  # the outcomes are saved; the next pull brings the mirror up to date
     _rebase_followers(groups, current)
@@ -196,18 +211,19 @@ def _record(
     if result.success or (result.error_code == "CONFLICT" and _already_there(group, current)):
         # A CONFLICT whose values Salesforce already holds is our own earlier attempt that
         # landed before its answer was lost: delivered, not applied twice.
-        status, message = OutboxStatus.DELIVERED, ""
+        status, message = WriteStatus.DELIVERED, ""
     elif result.error_code == "CONFLICT":
-        status, message = OutboxStatus.CONFLICT, _conflict_message(group, current)
+        status, message = WriteStatus.FAILED, _conflict_message(group, current)
     else:
         status, message = (
-            OutboxStatus.FAILED,
+            WriteStatus.FAILED,
             f"Salesforce refused the change: {result.error_code}: {result.message}",
         )
-    counts[OutboxStatus(status).value] += len(group.writes)
+    counts[WriteStatus(status).value] += len(group.writes)
     for write in group.writes:
         write.status, write.last_error = status, message
-        write.delivered_at = now if status == OutboxStatus.DELIVERED else None
+        write.delivered_at = now if status == WriteStatus.DELIVERED else None
+        write.failed_at = now if status == WriteStatus.FAILED else None
         write.next_attempt_at = now
 
 
@@ -242,9 +258,9 @@ def _conflict_message(group: _Group, current: SalesforceOpportunity | None) -> s
 
 def _rebase_followers(groups: list[_Group], current: dict[str, SalesforceOpportunity]) -> None:
     """Edits queued while ours was in flight were based on the version our write just replaced."""
-    delivered = {g.opportunity.pk: g for g in groups if g.writes[0].status == OutboxStatus.DELIVERED}
+    delivered = {g.opportunity.pk: g for g in groups if g.writes[0].status == WriteStatus.DELIVERED}
     followers = SalesforceWrite.objects.filter(
-        opportunity_id__in=delivered, status=OutboxStatus.PENDING
+        opportunity_id__in=delivered, status=WriteStatus.PENDING
     ).exclude(pk__in=[w.pk for g in groups for w in g.writes])
     for write in followers:
         group = delivered[write.opportunity_id]
@@ -252,15 +268,3 @@ def _rebase_followers(groups: list[_Group], current: dict[str, SalesforceOpportu
         if record is not None and write.base_modstamp == group.base:
             write.base_modstamp = record.system_modstamp
             write.save(update_fields=["base_modstamp"])
-
-
-def _retry_later(writes: list[SalesforceWrite], error: SalesforceError) -> None:
-    """Put the batch back with a capped exponential backoff: an outage loses nothing."""
-    now = timezone.now()
-    for write in writes:
-        delay = min(RETRY_CAP, RETRY_BASE * 2 ** max(0, write.attempts - 1))
-        if isinstance(error, SalesforceRateLimited):
-            delay = max(delay, rate_limit_backoff())
-        write.next_attempt_at = now + delay
-        write.last_error = f"Salesforce unavailable, will retry: {error}"
-    SalesforceWrite.objects.bulk_update(writes, ["next_attempt_at", "last_error"])

@@ -1,4 +1,5 @@
-"""The GitLab outbox: edits reach GitLab exactly once, as a change against GitLab's labels of the moment."""
+"""GitLab write-back: what EMs and rules want reaches GitLab once, as the smallest change against its labels
+of the moment, in batched runs whose requests are counted."""
 
 from __future__ import annotations
 
@@ -9,16 +10,19 @@ from django.utils import timezone
 
 from opportunities.choices import Segment, SyncKind, SyncStatus
 from opportunities.models import SyncRun
+from psplan import queue
+from psplan.queue import WriteStatus
 from scoping import services
-from scoping.choices import IssueState, Stage, WriteStatus
+from scoping.choices import IssueState, Stage
 from scoping.gitlab_sync import sync_issues
 from scoping.models import GitLabWrite, ScopingIssue
-from scoping.outbox import _claim, deliver_pending_writes
+from scoping.write_back import deliver_gitlab_writes
 from tests.factories import EngagementManagerFactory
-from tests.scoping.conftest import GITLAB_PROJECT_ID, SCOPING, recent_close_qtr_labels, recently, seed
+from tests.scoping.conftest import GITLAB_PROJECT_ID, SCOPING, recently, seed
 
 pytestmark = pytest.mark.django_db
-ISSUES = f"/api/v4/projects/{GITLAB_PROJECT_ID}/issues"
+PROJECT = f"/api/v4/projects/{GITLAB_PROJECT_ID}"
+ISSUES = f"{PROJECT}/issues"
 
 
 @pytest.fixture
@@ -30,38 +34,57 @@ def mirrored(gitlab_on, gitlab_client):
     return ScopingIssue.objects.get(iid=iid)
 
 
+def deliver(client, **options) -> int:
+    return deliver_gitlab_writes(client=client, **options)["delivered"]
+
+
 def puts(server, iid: int) -> list:
     return [r for r in server.requests if r.method == "PUT" and r.path == f"{ISSUES}/{iid}"]
+
+
+def comments(server, iid: int) -> list[str]:
+    return [n["body"] for n in server.notes(iid) if not n["system"]]
 
 
 def make_due() -> None:
     GitLabWrite.objects.filter(status=WriteStatus.PENDING).update(next_attempt_at=timezone.now())
 
 
+def queue_rule_close(
+    issue: ScopingIssue, note: str = "Closed as lost: no activity for 2 months."
+) -> GitLabWrite:
+    return GitLabWrite.objects.create(
+        issue=issue,
+        intent={"stage": "Closed_Lost", "close_qtr": "Q499", "state": "closed"},
+        note=note,
+        source="rule",
+    )
+
+
 def test_a_stage_move_reaches_gitlab_as_one_put_with_only_the_change(gitlab_on, gitlab_client, mirrored):
     write = services.set_issue_stage(issue=mirrored, stage=Stage.SOW_WIP, actor=None)
 
-    assert deliver_pending_writes(client=gitlab_client) == 1
+    assert deliver(gitlab_client) == 1
 
     (put,) = puts(gitlab_on, mirrored.iid)
     assert put.body == {"add_labels": "proposal::SOW_WIP", "remove_labels": "proposal::Strawman_WIP"}
     assert gitlab_on.issue(mirrored.iid)["labels"] == sorted([SCOPING, "proposal::SOW_WIP"])
     write.refresh_from_db()
     assert (write.status, write.attempts, write.last_error) == (WriteStatus.DELIVERED, 1, "")
+    assert write.delivered_at is not None
     assert gitlab_on.created_labels == []
 
 
 def test_the_local_row_ends_equal_to_gitlabs_answer(gitlab_on, gitlab_client, mirrored):
-    write = services.set_issue_stage(issue=mirrored, stage=Stage.CLOSED_LOST, actor=None)
+    services.set_issue_stage(issue=mirrored, stage=Stage.CLOSED_LOST, actor=None)
 
-    deliver_pending_writes(client=gitlab_client)
+    deliver(gitlab_client)
 
     remote = gitlab_on.issue(mirrored.iid)
     mirrored.refresh_from_db()
-    write.refresh_from_db()
     assert mirrored.labels == remote["labels"]
     assert (mirrored.state, mirrored.stage) == (IssueState.CLOSED, Stage.CLOSED_LOST)
-    assert mirrored.updated_at == mirrored.own_write_updated_at == write.response_updated_at
+    assert mirrored.updated_at == mirrored.own_write_updated_at
     assert mirrored.closed_at is not None
     assert remote["state"] == "closed"
 
@@ -70,7 +93,7 @@ def test_a_label_someone_added_on_gitlab_after_our_edit_survives(gitlab_on, gitl
     services.set_issue_stage(issue=mirrored, stage=Stage.SOW_WIP, actor=None)
     gitlab_on.set_labels(mirrored.iid, [SCOPING, "proposal::Strawman_WIP", "EM_Status::ToDo", "customer-x"])
 
-    deliver_pending_writes(client=gitlab_client)
+    deliver(gitlab_client)
 
     expected = sorted([SCOPING, "proposal::SOW_WIP", "EM_Status::ToDo", "customer-x"])
     assert gitlab_on.issue(mirrored.iid)["labels"] == expected
@@ -79,14 +102,14 @@ def test_a_label_someone_added_on_gitlab_after_our_edit_survives(gitlab_on, gitl
     assert mirrored.em_status == "ToDo"
 
 
-def test_a_label_added_on_gitlab_between_our_read_and_our_write_survives(gitlab_on, gitlab_client, mirrored):
+def test_a_label_added_on_gitlab_between_our_read_and_our_put_survives(gitlab_on, gitlab_client, mirrored):
     services.set_issue_segment(issue=mirrored, segment=Segment.MM_EMEA, actor=None)
     gitlab_on.before_next(
         lambda: gitlab_on.set_labels(mirrored.iid, [SCOPING, "proposal::Strawman_WIP", "urgent"]),
         method="PUT",
     )
 
-    deliver_pending_writes(client=gitlab_client)
+    deliver(gitlab_client)
 
     expected = sorted([SCOPING, "proposal::Strawman_WIP", "urgent", "Segment::MM_EMEA"])
     assert gitlab_on.issue(mirrored.iid)["labels"] == expected
@@ -99,7 +122,7 @@ def test_scoped_exclusivity_holds_against_the_labels_gitlab_has_now(gitlab_on, g
     # Meanwhile someone moved the card on GitLab's board (which does not enforce exclusivity).
     gitlab_on.set_labels(mirrored.iid, [SCOPING, "proposal::Strawman_WIP", "proposal:approved"])
 
-    deliver_pending_writes(client=gitlab_client)
+    deliver(gitlab_client)
 
     (put,) = puts(gitlab_on, mirrored.iid)
     assert set(put.body["remove_labels"].split(",")) == {"proposal::Strawman_WIP", "proposal:approved"}
@@ -110,7 +133,7 @@ def test_a_write_already_on_gitlab_sends_nothing_more(gitlab_on, gitlab_client, 
     services.set_issue_stage(issue=mirrored, stage=Stage.SOW_WIP, actor=None)
     gitlab_on.set_labels(mirrored.iid, [SCOPING, "proposal::SOW_WIP"])
 
-    assert deliver_pending_writes(client=gitlab_client) == 1
+    assert deliver(gitlab_client) == 1
 
     assert puts(gitlab_on, mirrored.iid) == []
     mirrored.refresh_from_db()
@@ -121,87 +144,173 @@ def test_a_write_already_on_gitlab_sends_nothing_more(gitlab_on, gitlab_client, 
 def test_a_label_missing_from_the_project_fails_the_write_and_is_never_created(
     gitlab_on, gitlab_client, mirrored
 ):
-    gitlab_on.add_label("Urgent")
-    write = GitLabWrite.objects.create(issue=mirrored, add_labels=["urgent", "EM_Status::Blocked"])
-    ScopingIssue.objects.filter(pk=mirrored.pk).update(labels=[SCOPING, "urgent", "EM_Status::Blocked"])
+    gitlab_on.remove_label("EM_Status::Waiting")
+    write = services.set_issue_em_status(issue=mirrored, em_status="Waiting", actor=None)
 
-    assert deliver_pending_writes(client=gitlab_client) == 0
+    assert deliver_gitlab_writes(client=gitlab_client)["failed"] == 1
 
     write.refresh_from_db()
     assert write.status == WriteStatus.FAILED
-    assert "'urgent' (GitLab has 'Urgent'), 'EM_Status::Blocked' does not exist" in write.last_error
+    assert write.failed_at is not None
+    assert "'EM_Status::Waiting' does not exist" in write.last_error
     assert "PS Plan creates only new close_qtr labels" in write.last_error
     assert gitlab_on.count_requests("PUT") == 0
     assert gitlab_on.created_labels == []
     mirrored.refresh_from_db()
     assert mirrored.labels == [SCOPING, "proposal::Strawman_WIP"]  # back to what GitLab has
+    assert mirrored.em_status == ""
     assert SyncRun.objects.get(kind=SyncKind.GITLAB_OUTBOX).status == SyncStatus.FAILED
+
+
+def test_a_missing_label_that_differs_only_in_case_is_named_in_the_error(gitlab_on, gitlab_client, mirrored):
+    gitlab_on.remove_label("Segment::SMB")
+    gitlab_on.add_label("segment::smb")
+    write = services.set_issue_segment(issue=mirrored, segment=Segment.SMB, actor=None)
+
+    deliver(gitlab_client)
+
+    write.refresh_from_db()
+    assert "'Segment::SMB' (GitLab has 'segment::smb') does not exist" in write.last_error
 
 
 def test_the_close_qtr_label_of_a_quarter_the_project_lacks_is_created_canonically(
     gitlab_on, gitlab_client, mirrored
 ):
-    GitLabWrite.objects.create(issue=mirrored, add_labels=["close_qtr::Q499"], state_event="close")
+    queue_rule_close(mirrored)
 
-    assert deliver_pending_writes(client=gitlab_client) == 1
+    assert deliver(gitlab_client) == 1
 
     assert "close_qtr::Q499" in gitlab_on.label_names
     assert gitlab_on.created_labels == []  # made on purpose, not as a side effect of the PUT
     assert "close_qtr::Q499" in gitlab_on.issue(mirrored.iid)["labels"]
 
 
-def test_a_label_variant_in_a_write_is_sent_in_its_canonical_form(gitlab_on, gitlab_client, mirrored):
-    GitLabWrite.objects.create(issue=mirrored, add_labels=["proposal::sow_wip"])
+def test_a_close_qtr_label_another_run_created_first_counts_as_created(gitlab_on, gitlab_client, mirrored):
+    queue_rule_close(mirrored)
+    # Another worker creates the same new label between our label read and our create: GitLab says 409.
+    gitlab_on.before_next(
+        lambda: gitlab_on.add_label("close_qtr::Q499"), method="POST", path=f"{PROJECT}/labels"
+    )
 
-    assert deliver_pending_writes(client=gitlab_client) == 1
+    assert deliver(gitlab_client) == 1
 
-    assert gitlab_on.issue(mirrored.iid)["labels"] == sorted([SCOPING, "proposal::SOW_WIP"])
-    assert gitlab_on.created_labels == []
+    assert "close_qtr::Q499" in gitlab_on.issue(mirrored.iid)["labels"]
+    assert GitLabWrite.objects.get().last_error == ""
 
 
-def test_the_project_labels_are_read_once_per_delivery_run(gitlab_on, gitlab_client):
-    iids = seed(gitlab_on, 3)
+def test_several_writes_to_one_issue_go_in_one_put_with_the_latest_wish(gitlab_on, gitlab_client, mirrored):
+    services.set_issue_stage(issue=mirrored, stage=Stage.SOW_WIP, actor=None)
+    services.set_issue_stage(issue=mirrored, stage=Stage.APPROVED, actor=None)
+    services.set_issue_segment(issue=mirrored, segment=Segment.SMB, actor=None)
+
+    assert deliver(gitlab_client) == 3
+
+    (put,) = puts(gitlab_on, mirrored.iid)
+    assert set(put.body["add_labels"].split(",")) == {"proposal::Approved", "Segment::SMB"}
+    assert put.body["remove_labels"] == "proposal::Strawman_WIP"
+
+
+def test_a_delivery_run_costs_one_read_of_the_issues_one_of_the_labels_and_a_put_and_note_each(
+    gitlab_on, gitlab_client
+):
+    iids = seed(gitlab_on, 30, start=recently(days=20), labels=[SCOPING, "proposal::Strawman_WIP"])
     sync_issues(full=True, client=gitlab_client)
     for issue in ScopingIssue.objects.filter(iid__in=iids):
-        services.set_issue_em_status(issue=issue, em_status="Waiting", actor=None)
+        queue_rule_close(issue)
     gitlab_on.reset_requests()
 
-    assert deliver_pending_writes(client=gitlab_client) == 3
+    assert deliver(gitlab_client) == 30
 
-    assert gitlab_on.count_requests("GET", f"/api/v4/projects/{GITLAB_PROJECT_ID}/labels") == 1
+    assert gitlab_on.count_requests("GET", f"{ISSUES}") == 1  # iids[] of all 30 in one list request
+    assert gitlab_on.count_requests("GET", f"{PROJECT}/labels") == 1
+    assert gitlab_on.count_requests("POST", f"{PROJECT}/labels") == 1  # close_qtr::Q499, once
+    assert gitlab_on.count_requests("PUT") == 30
+    assert gitlab_on.count_requests("POST", f"{ISSUES}/") == 30
+    assert gitlab_on.request_count == 30 + 30 + 3
+    run = SyncRun.objects.get(kind=SyncKind.GITLAB_OUTBOX)
+    assert run.counts == {"delivered": 30, "failed": 0, "retrying": 0, "requests": 63}
+
+
+def test_more_than_a_batch_reads_issues_a_hundred_at_a_time(gitlab_on, gitlab_client):
+    iids = seed(gitlab_on, 150, labels=[SCOPING, "proposal::Strawman_WIP"])
+    sync_issues(full=True, client=gitlab_client)
+    for issue in ScopingIssue.objects.filter(iid__in=iids):
+        services.set_issue_em_status(issue=issue, em_status="ToDo", actor=None)
+    gitlab_on.reset_requests()
+
+    assert deliver(gitlab_client) == 150
+
+    assert gitlab_on.count_requests("GET", f"{ISSUES}") == 2
+    assert gitlab_on.count_requests("GET", f"{PROJECT}/labels") == 1  # once per run, not per batch
+    assert SyncRun.objects.filter(kind=SyncKind.GITLAB_OUTBOX).count() == 1
 
 
 def test_an_outage_then_recovery_delivers_the_write_exactly_once(gitlab_on, gitlab_client, mirrored):
     write = services.set_issue_stage(issue=mirrored, stage=Stage.SOW_WIP, actor=None)
     gitlab_on.fail_next(503, times=1000)
 
-    assert deliver_pending_writes(client=gitlab_client) == 0
+    assert deliver(gitlab_client) == 0
 
     write.refresh_from_db()
     assert (write.status, write.attempts) == (WriteStatus.PENDING, 1)
     assert "503" in write.last_error
     assert write.next_attempt_at > timezone.now() + timedelta(seconds=10)
-    assert SyncRun.objects.get(kind=SyncKind.GITLAB_OUTBOX).status == SyncStatus.FAILED
     mirrored.refresh_from_db()
     assert mirrored.stage == Stage.SOW_WIP  # the edit stays visible while it waits
 
     gitlab_on.clear_faults()
-    assert deliver_pending_writes(client=gitlab_client) == 0  # not due yet
+    assert deliver(gitlab_client) == 0  # not due yet
     make_due()
-    assert deliver_pending_writes(client=gitlab_client) == 1
-    assert deliver_pending_writes(client=gitlab_client) == 0
+    assert deliver(gitlab_client) == 1
+    assert deliver(gitlab_client) == 0
 
     write.refresh_from_db()
     assert (write.status, write.attempts) == (WriteStatus.DELIVERED, 2)
-    assert len([r for r in puts(gitlab_on, mirrored.iid) if r.body]) == 1
+    assert len(puts(gitlab_on, mirrored.iid)) == 1
     assert gitlab_on.issue(mirrored.iid)["labels"] == sorted([SCOPING, "proposal::SOW_WIP"])
+
+
+def test_a_rate_limit_ends_the_run_at_once_and_the_writes_wait_as_long_as_gitlab_asked(gitlab_on, settings):
+    settings.GITLAB_MAX_RETRIES = 0
+    iids = seed(gitlab_on, 5, labels=[SCOPING, "proposal::Strawman_WIP"])
+    sync_issues(full=True)
+    for issue in ScopingIssue.objects.filter(iid__in=iids):
+        services.set_issue_em_status(issue=issue, em_status="ToDo", actor=None)
+    gitlab_on.reset_requests()
+    gitlab_on.fail_next(429, method="PUT", retry_after=120)
+
+    counts = deliver_gitlab_writes()
+
+    assert counts == {"delivered": 0, "failed": 0, "retrying": 5}
+    assert gitlab_on.count_requests("PUT") == 1  # the worker is given back after the first 429
+    waits = [w.next_attempt_at - timezone.now() for w in GitLabWrite.objects.all()]
+    assert all(wait > timedelta(seconds=110) for wait in waits)
+    assert {w.last_error for w in GitLabWrite.objects.all()} == {
+        "GitLab is rate-limiting PS Plan (1 attempt)"
+    }
+
+
+def test_with_a_budget_transient_failures_are_waited_out_in_the_run(gitlab_on, settings):
+    settings.GITLAB_MAX_RETRIES = 0
+    iids = seed(gitlab_on, 4, labels=[SCOPING, "proposal::Strawman_WIP"])
+    sync_issues(full=True)
+    for issue in ScopingIssue.objects.filter(iid__in=iids):
+        queue_rule_close(issue)
+    gitlab_on.fail_next(429, method="PUT", retry_after=1)
+    gitlab_on.fail_next(502, times=2, method="POST", path=f"{ISSUES}/")
+
+    counts = deliver_gitlab_writes(budget=30)
+
+    assert counts["delivered"] == 4
+    assert not GitLabWrite.objects.exclude(status=WriteStatus.DELIVERED).exists()
+    assert all(len(comments(gitlab_on, iid)) == 1 for iid in iids)
 
 
 def test_a_put_whose_answer_was_lost_is_applied_only_once(gitlab_on, gitlab_client, mirrored):
     services.set_issue_stage(issue=mirrored, stage=Stage.SOW_WIP, actor=None)
     gitlab_on.drop_next(method="PUT", after_processing=True)
 
-    assert deliver_pending_writes(client=gitlab_client) == 1
+    assert deliver(gitlab_client) == 1
 
     label_notes = [n for n in gitlab_on.notes(mirrored.iid) if n["system"] and "label" in n["body"]]
     assert len(label_notes) == 1
@@ -209,69 +318,53 @@ def test_a_put_whose_answer_was_lost_is_applied_only_once(gitlab_on, gitlab_clie
 
 
 def test_a_comment_whose_answer_was_lost_is_not_posted_again(gitlab_on, gitlab_client, mirrored):
-    write = GitLabWrite.objects.create(
-        issue=mirrored,
-        add_labels=["proposal::Closed_Lost", recent_close_qtr_labels()[0]],
-        remove_labels=["proposal::Strawman_WIP"],
-        state_event="close",
-        note="Closed as lost: no activity for 2 months.",
-    )
-    gitlab_on.drop_next(method="POST", after_processing=True)
+    write = queue_rule_close(mirrored)
+    gitlab_on.drop_next(method="POST", path=f"{ISSUES}/{mirrored.iid}/notes", after_processing=True)
 
-    assert deliver_pending_writes(client=gitlab_client) == 0
+    assert deliver(gitlab_client) == 0
     make_due()
-    assert deliver_pending_writes(client=gitlab_client) == 1
+    assert deliver(gitlab_client) == 1
 
-    comments = [n for n in gitlab_on.notes(mirrored.iid) if not n["system"]]
-    assert [n["body"] for n in comments] == ["Closed as lost: no activity for 2 months."]
+    assert comments(gitlab_on, mirrored.iid) == [write.note]
     write.refresh_from_db()
-    assert (write.status, write.note_id) == (WriteStatus.DELIVERED, comments[0]["id"])
+    assert write.status == WriteStatus.DELIVERED
+    assert write.note_id == gitlab_on.notes(mirrored.iid)[-1]["id"]
     assert gitlab_on.issue(mirrored.iid)["state"] == "closed"
 
 
-def test_a_retry_after_a_partly_delivered_write_does_not_count_the_first_attempt_as_activity(
+def test_after_a_put_that_landed_and_a_comment_that_did_not_the_retry_sends_only_the_comment(
     gitlab_on, gitlab_client, mirrored
 ):
     before = mirrored.last_activity_at
-    write = GitLabWrite.objects.create(
-        issue=mirrored,
-        add_labels=["proposal::Closed_Lost"],
-        remove_labels=["proposal::Strawman_WIP"],
-        state_event="close",
-        note="Closed as lost: no activity.",
-    )
-    gitlab_on.fail_next(503, times=100, method="POST")
+    write = queue_rule_close(mirrored, note="Closed as lost: no activity.")
+    gitlab_on.fail_next(503, times=100, method="POST", path=f"{ISSUES}/{mirrored.iid}/notes")
 
-    assert deliver_pending_writes(client=gitlab_client) == 0  # the PUT went through, the comment did not
+    assert deliver(gitlab_client) == 0  # the PUT went through, the comment did not
     gitlab_on.clear_faults()
     make_due()
-    assert deliver_pending_writes(client=gitlab_client) == 1
+    assert deliver(gitlab_client) == 1
 
     write.refresh_from_db()
     mirrored.refresh_from_db()
     assert len(puts(gitlab_on, mirrored.iid)) == 1
-    assert [n["body"] for n in gitlab_on.notes(mirrored.iid) if not n["system"]] == [write.note]
+    assert comments(gitlab_on, mirrored.iid) == [write.note]
     assert mirrored.last_activity_at == before
     assert mirrored.own_write_updated_at == mirrored.updated_at
 
 
-def test_closing_with_a_comment_is_not_activity(gitlab_on, gitlab_client, mirrored):
+def test_closing_with_a_comment_is_not_activity_and_needs_no_read_after_the_comment(
+    gitlab_on, gitlab_client, mirrored
+):
     before = mirrored.last_activity_at
-    GitLabWrite.objects.create(
-        issue=mirrored,
-        add_labels=["proposal::Closed_Lost"],
-        remove_labels=["proposal::Strawman_WIP"],
-        state_event="close",
-        note="Closed as lost: no activity.",
-    )
+    queue_rule_close(mirrored, note="Closed as lost: no activity.")
 
-    deliver_pending_writes(client=gitlab_client)
+    deliver(gitlab_client)
+    assert gitlab_on.count_requests("GET", f"{ISSUES}/{mirrored.iid}") == 0
     sync_issues(client=gitlab_client)
     sync_issues(full=True, client=gitlab_client)
 
     mirrored.refresh_from_db()
     assert mirrored.last_activity_at == before
-    assert mirrored.own_write_updated_at == mirrored.updated_at
     assert mirrored.updated_at.isoformat(timespec="milliseconds")[:23] == gitlab_on.issue(mirrored.iid)[
         "updated_at"
     ].rstrip("Z")
@@ -282,13 +375,13 @@ def test_our_own_write_does_not_reset_activity_but_a_later_human_edit_does(
 ):
     before = mirrored.last_activity_at
     services.set_issue_stage(issue=mirrored, stage=Stage.SOW_WIP, actor=None)
-    deliver_pending_writes(client=gitlab_client)
+    deliver(gitlab_client)
     sync_issues(client=gitlab_client)
 
     mirrored.refresh_from_db()
     assert mirrored.last_activity_at == before
 
-    gitlab_on.touch(mirrored.iid, when=timezone.now() + timedelta(seconds=1))
+    gitlab_on.touch(mirrored.iid, when=timezone.now() + timedelta(seconds=5))
     sync_issues(client=gitlab_client)
 
     mirrored.refresh_from_db()
@@ -299,7 +392,7 @@ def test_a_human_edit_just_before_our_write_counts_as_activity(gitlab_on, gitlab
     services.set_issue_em_status(issue=mirrored, em_status="ToDo", actor=None)
     human = gitlab_on.edit_issue(mirrored.iid, description="New details", when=recently(minutes=2))
 
-    deliver_pending_writes(client=gitlab_client)
+    deliver(gitlab_client)
 
     mirrored.refresh_from_db()
     assert mirrored.last_activity_at.isoformat(timespec="milliseconds")[:23] == human["updated_at"].rstrip(
@@ -312,7 +405,7 @@ def test_gitlab_refusing_a_write_fails_it_with_gitlabs_message(gitlab_on, gitlab
     write = services.set_issue_stage(issue=mirrored, stage=Stage.SOW_WIP, actor=None)
     gitlab_on.fail_next(403, method="PUT", message="403 Forbidden - You are not allowed to edit this issue")
 
-    assert deliver_pending_writes(client=gitlab_client) == 0
+    assert deliver(gitlab_client) == 0
 
     write.refresh_from_db()
     assert write.status == WriteStatus.FAILED
@@ -325,59 +418,51 @@ def test_a_write_for_an_issue_deleted_on_gitlab_fails_and_marks_it_removed(
     gitlab_on, gitlab_client, mirrored
 ):
     write = services.set_issue_stage(issue=mirrored, stage=Stage.SOW_WIP, actor=None)
-    gitlab_on.fail_next(404, method="GET", path=f"{ISSUES}/{mirrored.iid}")
+    gitlab_on.delete_issue(mirrored.iid)
 
-    deliver_pending_writes(client=gitlab_client)
+    deliver(gitlab_client)
 
     write.refresh_from_db()
     mirrored.refresh_from_db()
     assert write.status == WriteStatus.FAILED
-    assert "404" in write.last_error
+    assert "no longer exists in GitLab" in write.last_error
     assert mirrored.removed_at is not None
 
 
-def test_two_workers_never_claim_the_same_write(gitlab_on, gitlab_client, mirrored):
-    write = services.set_issue_stage(issue=mirrored, stage=Stage.SOW_WIP, actor=None)
+def test_two_runs_never_claim_the_same_write(gitlab_on, gitlab_client, mirrored):
+    services.set_issue_stage(issue=mirrored, stage=Stage.SOW_WIP, actor=None)
+    lease = timedelta(minutes=10)
 
-    first, second = _claim(write.pk), _claim(write.pk)
+    first = queue.claim(GitLabWrite, limit=10, lease=lease)
+    second = queue.claim(GitLabWrite, limit=10, lease=lease)
 
-    assert first is not None
-    assert second is None
-    assert deliver_pending_writes(client=gitlab_client) == 0  # leased to the first worker
+    assert len(first) == 1
+    assert second == []
+    assert deliver(gitlab_client) == 0  # leased to the first run
     assert gitlab_on.request_count == 0
 
 
-def test_writes_to_one_issue_wait_for_the_earlier_one(gitlab_on, gitlab_client, mirrored):
+def test_a_later_write_never_overtakes_an_earlier_one_of_the_same_issue(gitlab_on, gitlab_client, mirrored):
     first = services.set_issue_stage(issue=mirrored, stage=Stage.SOW_WIP, actor=None)
-    second = services.set_issue_stage(issue=mirrored, stage=Stage.APPROVED, actor=None)
+    services.set_issue_stage(issue=mirrored, stage=Stage.APPROVED, actor=None)
     GitLabWrite.objects.filter(pk=first.pk).update(next_attempt_at=timezone.now() + timedelta(minutes=5))
 
-    assert deliver_pending_writes(client=gitlab_client) == 0
+    assert deliver(gitlab_client) == 0
     assert gitlab_on.request_count == 0
 
     make_due()
-    assert deliver_pending_writes(client=gitlab_client) == 2
-    bodies = [r.body["add_labels"] for r in puts(gitlab_on, mirrored.iid)]
-    assert bodies == ["proposal::SOW_WIP", "proposal::Approved"]
-    assert {first.pk, second.pk} == set(
-        GitLabWrite.objects.filter(status="delivered").values_list("pk", flat=True)
-    )
+    assert deliver(gitlab_client) == 2
+    assert gitlab_on.issue(mirrored.iid)["labels"] == sorted([SCOPING, "proposal::Approved"])
 
 
-def test_assigning_an_engagement_manager_sends_their_gitlab_user_once(gitlab_on, gitlab_client, mirrored):
+def test_assigning_an_engagement_manager_sends_their_gitlab_user(gitlab_on, gitlab_client, mirrored):
     user = gitlab_on.add_user("priya")
     em = EngagementManagerFactory(gitlab_username="priya", gitlab_user_id=user["id"])
     services.set_issue_engagement_manager(issue=mirrored, engagement_manager=em, actor=None)
-    services.set_issue_engagement_manager(issue=mirrored, engagement_manager=None, actor=None)
-    services.set_issue_engagement_manager(issue=mirrored, engagement_manager=em, actor=None)
 
-    assert deliver_pending_writes(client=gitlab_client) == 3
+    assert deliver(gitlab_client) == 1
 
-    assert [r.body for r in puts(gitlab_on, mirrored.iid)] == [
-        {"assignee_ids": [user["id"]]},
-        {"assignee_ids": []},
-        {"assignee_ids": [user["id"]]},
-    ]
+    assert [r.body for r in puts(gitlab_on, mirrored.iid)] == [{"assignee_ids": [user["id"]]}]
     mirrored.refresh_from_db()
     assert (mirrored.assignee_usernames, mirrored.engagement_manager) == (["priya"], em)
 
@@ -386,5 +471,12 @@ def test_nothing_is_delivered_while_gitlab_is_not_configured(settings, mirrored)
     settings.GITLAB_ENABLED = False
     services.set_issue_stage(issue=mirrored, stage=Stage.SOW_WIP, actor=None)
 
-    assert deliver_pending_writes() == 0
+    assert deliver_gitlab_writes() == {}
     assert GitLabWrite.objects.get().status == WriteStatus.PENDING
+    assert not SyncRun.objects.filter(kind=SyncKind.GITLAB_OUTBOX).exists()
+
+
+def test_a_run_with_nothing_due_leaves_no_record_and_sends_nothing(gitlab_on, gitlab_client, mirrored):
+    assert deliver_gitlab_writes(client=gitlab_client) == {}
+    assert gitlab_on.request_count == 0
+    assert not SyncRun.objects.filter(kind=SyncKind.GITLAB_OUTBOX).exists()
