@@ -259,11 +259,12 @@ class SyncRunQuerySet(models.QuerySet):
         runs = self.filter(kind__in=kinds, status=SyncStatus.SUCCEEDED)
         return runs.aggregate(mark=Max("high_water_mark"))["mark"]
 
-    def abandon_dead(self) -> int:
-        """Mark runs whose process stopped beating as abandoned; returns how many."""
+    def abandon_dead(self, *, process: str = "") -> int:
+        """Mark runs whose process stopped beating, or of a process known dead, as abandoned."""
         now = timezone.now()
         silent_since = now - timedelta(seconds=settings.PSPLAN_SYNC_LOCK_TTL)
-        return self.filter(status=SyncStatus.RUNNING, heartbeat_at__lt=silent_since).update(
+        dead = Q(heartbeat_at__lt=silent_since) | (Q(owner=process) if process else Q(pk__in=[]))
+        return self.filter(dead, status=SyncStatus.RUNNING).update(
             status=SyncStatus.ABANDONED,
             finished_at=now,
             error="The process running it stopped (killed or lost) before it finished",
@@ -307,7 +308,7 @@ class SyncRun(models.Model):
     def running(cls, kind: SyncKind | str) -> Iterator[SyncRun]:
         """Record a run for the block: it beats while running, and fails with the error that escapes."""
         cls.objects.abandon_dead()
-        run = cls.objects.create(kind=kind, owner=heartbeat.owner_name(), heartbeat_at=timezone.now())
+        run = cls.objects.create(kind=kind, owner=heartbeat.process_name(), heartbeat_at=timezone.now())
         with heartbeat.beating(run.beat):
             try:
                 yield run

@@ -31,9 +31,25 @@ def interval() -> float:
     return settings.PSPLAN_SYNC_LOCK_TTL / 4
 
 
+_process: tuple[int, str] | None = None
+
+
+def process_name() -> str:
+    """This process, readable on the sync page: host, pid and a nonce (pids are reused)."""
+    global _process
+    if _process is None or _process[0] != os.getpid():  # a forked worker is a process of its own
+        _process = (os.getpid(), f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
+    return _process[1]
+
+
 def owner_name() -> str:
-    """Who holds a lease: host, process and a nonce, readable on the sync page."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """Who holds a lease: this process and a nonce of the lease's own."""
+    return f"{process_name()}:{uuid.uuid4().hex[:8]}"
+
+
+def process_of(owner: str) -> str:
+    """The process part of a lease's owner name."""
+    return owner.rsplit(":", 1)[0]
 
 
 @contextmanager

@@ -59,15 +59,20 @@ class Lease:
 def claim_lock(*, name: str = LOCK_NAME, ttl: int | None = None) -> Lease | None:
     """Take the named lock if it is free or its holder stopped renewing it; None when someone holds it."""
     ttl = ttl or settings.PSPLAN_SYNC_LOCK_TTL
-    SyncLock.objects.get_or_create(name=name)
+    lock, _ = SyncLock.objects.get_or_create(name=name)
     now = timezone.now()
     owner = heartbeat.owner_name()
     claimed = (
-        SyncLock.objects.filter(name=name)
+        SyncLock.objects.filter(name=name, owner=lock.owner)
         .filter(Q(expires_at__isnull=True) | Q(expires_at__lte=now))
         .update(owner=owner, acquired_at=now, expires_at=now + timedelta(seconds=ttl))
     )
-    return Lease(name=name, owner=owner, ttl=ttl) if claimed else None
+    if not claimed:
+        return None
+    dead = heartbeat.process_of(lock.owner) if lock.owner else ""
+    if dead and dead != heartbeat.process_name():  # it stopped renewing: its runs died with it
+        SyncRun.objects.abandon_dead(process=dead)
+    return Lease(name=name, owner=owner, ttl=ttl)
 
 
 def release_lock(lease: Lease) -> None:

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth.models import Group
+from django.db import connection
 from rest_framework.authtoken.models import Token
 
 from psplan.permissions import ENGAGEMENT_MANAGERS_GROUP
@@ -31,6 +32,20 @@ def browser_type_launch_args(browser_type_launch_args):
         "headless": True,
         "args": CHROMIUM_ARGS,
     }
+
+
+def database_url() -> str:
+    """The test database as a DATABASE_URL, for a process the test starts (a worker, a killed sync)."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("postgresql"):
+        auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+        return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    name = str(db["NAME"])
+    if "memory" in name or not name:
+        pytest.skip(
+            "the test database is in memory: a worker process cannot open it (bin/test uses PostgreSQL)"
+        )
+    return f"sqlite:///{name}"
 
 
 @pytest.fixture(scope="session")

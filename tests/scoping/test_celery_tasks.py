@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from celery.schedules import crontab
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from redis import Redis
 
@@ -26,6 +26,7 @@ from scoping import services, tasks
 from scoping.choices import Stage
 from scoping.models import GitLabWrite, ScopingIssue, WebhookDelivery
 from scoping.sync import sync_lock
+from tests.conftest import database_url
 from tests.factories import ScopingIssueFactory
 from tests.scoping.conftest import GITLAB_PROJECT, GITLAB_TOKEN, SCOPING, WEBHOOK_SECRET, seed
 
@@ -124,19 +125,6 @@ def test_a_webhook_delivery_processed_twice_is_applied_once(gitlab_on):
 # --- A real worker -----------------------------------------------------------------------------
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("postgresql"):
-        auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-        return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    name = str(db["NAME"])
-    if "memory" in name or not name:
-        pytest.skip(
-            "the test database is in memory: a worker process cannot open it (bin/test uses PostgreSQL)"
-        )
-    return f"sqlite:///{name}"
-
-
 def _isolated_redis(redis_url: str) -> str:
     """A Redis database of its own per xdist worker, so parallel test runs never take each other's tasks."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
@@ -167,7 +155,7 @@ def worker(broker, gitlab_on, transactional_db, tmp_path) -> Iterator[Path]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITLAB_", "SALESFORCE_", "CELERY_"))}
     env.update(
         DJANGO_SETTINGS_MODULE="tests.settings",
-        DATABASE_URL=_database_url(),
+        DATABASE_URL=database_url(),
         CELERY_BROKER_URL=broker,
         GITLAB_URL=gitlab_on.url,
         GITLAB_TOKEN=GITLAB_TOKEN,

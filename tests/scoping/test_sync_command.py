@@ -18,7 +18,7 @@ from scoping import services
 from scoping.choices import Stage
 from scoping.models import GitLabWrite, ScopingIssue
 from scoping.sync import sync_lock
-from tests.scoping.conftest import GITLAB_PROJECT_ID, seed
+from tests.scoping.conftest import GITLAB_PROJECT_ID, SCOPING, recently, seed
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,3 +200,59 @@ def test_the_issues_endpoint_is_only_read(gitlab_on):
 
     methods = {(r.method, r.path.split("?")[0]) for r in gitlab_on.requests}
     assert methods == {("GET", f"/api/v4/projects/{GITLAB_PROJECT_ID}/issues")}
+
+
+def test_under_bursts_of_429_and_502_a_sync_delivers_every_write_and_a_second_one_writes_nothing(
+    gitlab_on, settings
+):
+    settings.PSPLAN_DELIVERY_BUDGET = 60
+    iids = seed(gitlab_on, 40, start=recently(days=100), labels=[SCOPING, "proposal::Strawman_WIP"])
+    gitlab_on.fail_at_random({429: 0.10, 502: 0.05}, seed=7)
+
+    output = sync("--gitlab-only")
+
+    assert "Closing rules changed 40 issue(s)" in output
+    assert "GitLab write-back: 40 delivered" in output
+    assert set(GitLabWrite.objects.values_list("status", flat=True)) == {WriteStatus.DELIVERED}
+    for iid in iids:
+        remote = gitlab_on.issue(iid)
+        assert remote["state"] == "closed" and "proposal::Closed_Lost" in remote["labels"]
+        assert len([n for n in gitlab_on.notes(iid) if not n["system"]]) == 1  # one comment, never two
+
+    gitlab_on.clear_faults()
+    gitlab_on.reset_requests()
+    assert "Closing rules changed 0 issue(s)" in sync("--gitlab-only")
+    assert gitlab_on.count_requests("PUT") + gitlab_on.count_requests("POST") == 0
+
+
+def test_writes_still_pending_when_the_budget_runs_out_are_listed_and_the_exit_is_non_zero(
+    gitlab_on, settings
+):
+    settings.PSPLAN_DELIVERY_BUDGET = 1
+    iid = seed(gitlab_on, 1)[0]
+    sync("--gitlab-only")
+    services.set_issue_stage(issue=ScopingIssue.objects.get(), stage=Stage.SOW_WIP, actor=None)
+    gitlab_on.fail_next(503, times=1000, method="PUT")
+    out = io.StringIO()
+
+    with pytest.raises(CommandError) as caught:
+        call_command("sync", "--gitlab-only", stdout=out, stderr=io.StringIO())
+
+    assert str(caught.value).startswith("1 write(s) still pending; last error: GitLab at http://127.0.0.1:")
+    assert "answered 503" in str(caught.value)
+    assert f"Still pending: 1 write(s)\n  GitLab #{iid}: next attempt " in out.getvalue()
+    assert GitLabWrite.objects.get().status == WriteStatus.PENDING
+
+
+def test_a_write_gitlab_refuses_is_listed_with_gitlabs_reason(gitlab_on):
+    seed(gitlab_on, 1)
+    sync("--gitlab-only")
+    services.set_issue_stage(issue=ScopingIssue.objects.get(), stage=Stage.SOW_WIP, actor=None)
+    gitlab_on.fail_next(403, method="PUT", message="403 Forbidden - You are not allowed to edit this issue")
+    out = io.StringIO()
+
+    with pytest.raises(CommandError, match="GitLab write-back: 1 failed"):
+        call_command("sync", "--gitlab-only", stdout=out, stderr=io.StringIO())
+
+    assert "Failed for good: 1 write(s)" in out.getvalue()
+    assert "You are not allowed to edit this issue" in out.getvalue()

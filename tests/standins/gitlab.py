@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -98,7 +99,9 @@ class RecordedRequest:
 
 @dataclass
 class _Fault:
-    kind: str  # "status", "drop" (before handling), "drop_after" (handled, answer lost) or "before"
+    # "status", "drop" (before handling), "drop_after" (handled, answer lost), "before" (an action first)
+    # or "before_drop" (an action, then the connection closes unhandled)
+    kind: str
     remaining: int
     method: str | None
     path_prefix: str | None
@@ -128,6 +131,7 @@ class _Issue:
     updated_at: datetime
     closed_at: datetime | None
     closed_by_id: int | None = None
+    web_url: str | None = None  # GitLab's own unless a test says otherwise
 
 
 @dataclass
@@ -186,6 +190,7 @@ class GitLabStandIn:
         self._last_iid = 0
         self._usernames: dict[str, int] = {}
         self._members: list[int] = []
+        self._random_faults: tuple[dict[int, float], random.Random, int] | None = None
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -363,6 +368,12 @@ class GitLabStandIn:
             issue.updated_at = now
             self._changed(iid)
             return self.issue(iid)
+
+    def override_web_url(self, iid: int, url: str) -> None:
+        """Make GitLab answer an odd web_url for this issue (hostile input for PS Plan)."""
+        with self._lock:
+            self._issue(iid).web_url = url
+            self._changed(int(iid))
 
     def set_labels(self, iid: int, labels: Iterable[str], *, when: datetime | None = None) -> JSON:
         """A human replaces the issue's labels."""
@@ -548,11 +559,21 @@ class GitLabStandIn:
             self._faults.append(_Fault("drop_after" if after_processing else "drop", times, method, path))
 
     def before_next(
-        self, action: Callable[[], Any], *, method: str | None = None, path: str | None = None
+        self,
+        action: Callable[[], Any],
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        then_drop: bool = False,
     ) -> None:
-        """Run `action` (say, a human edit) just before GitLab handles the next matching request."""
+        """Run `action` (say, a human edit) just before GitLab handles the next matching request.
+
+        With `then_drop` the request is not handled at all: its connection closes unanswered.
+        """
         with self._lock:
-            self._faults.append(_Fault("before", 1, method, path, action=action))
+            self._faults.append(
+                _Fault("before_drop" if then_drop else "before", 1, method, path, action=action)
+            )
 
     def announce_rate_limit(self, *, remaining: int, reset_in: float, times: int = 1) -> None:
         """Send GitLab's RateLimit-* headers with the next `times` successful answers."""
@@ -566,11 +587,31 @@ class GitLabStandIn:
         with self._lock:
             self._faults.append(_Fault("headers", times, None, None, headers=headers))
 
+    def fail_at_random(self, rates: dict[int, float], *, seed: int = 0, retry_after: int = 1) -> None:
+        """From now on, answer requests with these statuses at these rates, e.g. {429: 0.1, 502: 0.05}.
+
+        GitLab did not act on a request answered so; a 429 says when to come back.
+        """
+        with self._lock:
+            self._random_faults = (dict(rates), random.Random(seed), retry_after)
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._random_faults = None
 
     # -- internals: state --------------------------------------------------------------------
+
+    def _random_fault(self) -> _Fault | None:
+        rates, rng, retry_after = self._random_faults  # type: ignore[misc]
+        draw, threshold = rng.random(), 0.0
+        for status, rate in rates.items():
+            threshold += rate
+            if draw < threshold:
+                headers = {"Retry-After": str(retry_after)} if status == 429 else {}
+                body = json.dumps({"message": f"{status} Error"}).encode()
+                return _Fault("status", 1, None, None, status, headers, "application/json", body)
+        return None
 
     def _changed(self, iid: int | None = None) -> None:
         self._query_cache.clear()
@@ -635,7 +676,7 @@ class GitLabStandIn:
             "due_date": None,
             "confidential": False,
             "discussion_locked": None,
-            "web_url": f"{self.project_web_url}/-/issues/{issue.iid}",
+            "web_url": issue.web_url or f"{self.project_web_url}/-/issues/{issue.iid}",
             "references": {
                 "short": f"#{issue.iid}",
                 "relative": f"#{issue.iid}",
@@ -689,10 +730,15 @@ class GitLabStandIn:
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._faults.remove(fault)
+            elif self._random_faults is not None:
+                fault = self._random_fault()
         if self.latency:
             time.sleep(self.latency)
-        if fault is not None and fault.kind == "before" and fault.action is not None:
+        if fault is not None and fault.kind in ("before", "before_drop") and fault.action is not None:
             fault.action()
+        if fault is not None and fault.kind == "before_drop":
+            handler.close_connection = True
+            return
         if fault is not None and fault.kind == "drop":
             handler.close_connection = True
             return

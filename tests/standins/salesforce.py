@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import random
 import re
 import secrets
 import shutil
@@ -749,6 +750,7 @@ class SalesforceStandIn:
         self._sequence = itertools.count(1)
         self._api_used = 0
         self._faults: deque[str] = deque()
+        self._random_faults: tuple[str, float, random.Random] | None = None
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
         self._default_owner: str | None = None
         self._server: _Server | None = None
@@ -833,10 +835,18 @@ class SalesforceStandIn:
         with self._lock:
             self._faults.extend([kind] * times)
 
+    def fail_at_random(self, kind: str, rate: float, *, seed: int = 0) -> None:
+        """From now on, answer each REST request (not logins) with a fault of `kind` at this rate."""
+        if kind not in _FAULTS:
+            raise ValueError(f"unknown fault kind {kind!r}")
+        with self._lock:
+            self._random_faults = (kind, rate, random.Random(seed))
+
     def clear_faults(self) -> None:
-        """Drop any queued faults."""
+        """Drop any queued faults and stop random ones."""
         with self._lock:
             self._faults.clear()
+            self._random_faults = None
 
     def set_validation_rule(self, rule: Callable[[Mapping[str, Any]], str | None] | None) -> None:
         """Install a validation rule: called with the would-be record, returns an error or None."""
@@ -1073,6 +1083,9 @@ class SalesforceStandIn:
             self._api_used += 1
             used = self._api_used
             fault = self._faults.popleft() if kind != "login" and self._faults else None
+            if fault is None and kind != "login" and self._random_faults is not None:
+                random_kind, rate, rng = self._random_faults
+                fault = random_kind if rng.random() < rate else None
         if self.latency:
             time.sleep(self.latency)
         content_type = "application/json;charset=UTF-8"
