@@ -9,7 +9,7 @@ database created next to it (and dropped afterwards). Real python-gitlab over re
 - an incremental sync after --changes issues changed on GitLab;
 - what a sync that finds nothing new writes: GitLab write requests plus database rows written
   (the run's own SyncRun record and the sync lock excluded), for an incremental and a full sync
-  and an outbox delivery with nothing queued;
+  and a write-back delivery with nothing queued;
 - local processing: the full sync's time minus the time spent waiting on GitLab (HTTP, JSON),
   as issues a second; its ingest part (diffing against the stored rows and the bulk upserts) against
   a raw `bulk_create` of the same rows into the same empty table, and, shown beside it, the
@@ -207,7 +207,7 @@ def run(args: argparse.Namespace, server: GitLabStandIn) -> dict[str, object]:
     from scoping.gitlab_client import GitLabClient
     from scoping.gitlab_sync import sync_issues
     from scoping.models import DataQualityProblem, ScopingIssue
-    from scoping.outbox import deliver_pending_writes
+    from scoping.write_back import deliver_gitlab_writes
 
     n, k = args.issues, args.changes
     client = GitLabClient.from_settings()
@@ -249,7 +249,7 @@ def run(args: argparse.Namespace, server: GitLabStandIn) -> dict[str, object]:
     with connection.execute_wrapper(counter):
         quiet_incremental, _ = timed("no-change incremental sync", lambda: sync_issues(client=client))
         quiet_full, _ = timed("no-change full sync", lambda: sync_issues(full=True, client=client))
-        deliver_pending_writes(client=client)
+        deliver_gitlab_writes(client=client)
     gitlab_writes = (
         server.count_requests("PUT") + server.count_requests("POST") + server.count_requests("DELETE")
     )

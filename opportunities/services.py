@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -24,10 +26,21 @@ def validate_ps_fields(*, em_confidence: str, em_confidence_rationale: str, scop
         errors["em_confidence"] = f"{em_confidence!r} is not one of {', '.join(EMConfidence.values)}."
     elif em_confidence in EMConfidence.needing_rationale() and not em_confidence_rationale.strip():
         errors["em_confidence_rationale"] = f"{em_confidence} confidence needs a rationale."
-    if scoping_issue_link and not scoping_issue_link.startswith(("https://", "http://")):
-        errors["scoping_issue_link"] = "Must be the URL of the GitLab scoping issue."
+    if scoping_issue_link and not is_scoping_issue_url(scoping_issue_link):
+        errors["scoping_issue_link"] = (
+            f"Must be the URL of an issue in the GitLab project, like {settings.GITLAB_URL}/"
+            f"{settings.GITLAB_PROJECT}/-/issues/123."
+        )
     if errors:
         raise ValidationError(errors)
+
+
+def is_scoping_issue_url(url: str) -> bool:
+    """An issue (or work item) URL of the configured GitLab project; with a numeric project id, of any project there."""
+    project = str(settings.GITLAB_PROJECT).strip("/")
+    path = r"[^?#\s]+" if project.isdigit() else re.escape(project)
+    pattern = rf"{re.escape(settings.GITLAB_URL)}/{path}/-/(?:issues|work_items)/[0-9]+/?"
+    return re.fullmatch(pattern, url.strip(), flags=re.IGNORECASE) is not None
 
 
 @transaction.atomic
@@ -57,7 +70,8 @@ def update_ps_fields(
     validate_ps_fields(
         em_confidence=final["em_confidence"],
         em_confidence_rationale=final["em_confidence_rationale"],
-        scoping_issue_link=final["scoping_issue_link"],
+        # A link Salesforce already has is left alone; one being set must point at a scoping issue.
+        scoping_issue_link=changed.get("scoping_issue_link", ""),
     )
     if not changed:
         return None

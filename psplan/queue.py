@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from functools import partial
 from typing import TypeVar
@@ -219,12 +221,29 @@ def drain(
         time.sleep(max(0.0, wait))
 
 
+_deferral = threading.local()
+
+
+@contextmanager
+def deliveries_deferred() -> Iterator[None]:
+    """Inside, committed writes are not handed to delivery one transaction at a time: the caller (a
+    sync, whose rules commit issue by issue) delivers them all together afterwards."""
+    before = getattr(_deferral, "active", False)
+    _deferral.active = True
+    try:
+        yield
+    finally:
+        _deferral.active = before
+
+
 def deliver_soon(system: str) -> None:
     """Start one delivery run for this system once the transaction commits (once per transaction).
 
     With a broker, writes committed within GATHER_SECONDS share one run. Enqueuing never fails the
     caller: when the broker cannot be reached, the committed rows wait for the periodic sweep.
     """
+    if getattr(_deferral, "active", False):
+        return
     if any(
         getattr(callback, "delivery_system", None) == system for _, callback, _ in connection.run_on_commit
     ):

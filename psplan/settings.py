@@ -137,7 +137,9 @@ if DATABASES["default"].get("ENGINE") not in _DATABASE_ENGINES:
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Writers queue up instead of failing: a transaction that began reading cannot take the write lock
+    # while another thread (the heartbeat, a worker) writes, so each one takes it when it begins.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(timeout=20, transaction_mode="IMMEDIATE")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

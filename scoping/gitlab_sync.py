@@ -244,34 +244,48 @@ def _record_history(
     )
 
 
-def store_answer(
-    *, answer: GitLabIssue, own_from: datetime | None, seen_before: datetime | None = None
-) -> None:
-    """Store GitLab's answer to the write-back: PS Plan's write is not activity; a person's edit before it is.
+@dataclass(frozen=True)
+class Answer:
+    """GitLab's issue after a delivery: `own_from` is its updated_at after the first request of PS
+    Plan's write (None when PS Plan wrote nothing and this is just GitLab's state); `seen_before` is
+    the updated_at GitLab showed just before PS Plan wrote, when that was a person's edit."""
 
-    `own_from` is GitLab's updated_at after the first request of PS Plan's write (None when PS Plan
-    wrote nothing and the answer is just GitLab's state); `seen_before` is the updated_at GitLab
-    showed just before PS Plan wrote.
-    """
+    issue: GitLabIssue
+    own_from: datetime | None = None
+    seen_before: datetime | None = None
+
+
+def store_answers(answers: Iterable[Answer]) -> None:
+    """Store GitLab's answers to the write-back in one go: PS Plan's writes are not activity; a
+    person's edit just before one is."""
+    latest = {answer.issue.id: answer for answer in answers}
+    if not latest:
+        return
     now = timezone.now()
+    fields = [*MIRROR_FIELDS, *LABEL_FIELDS, "last_activity_at", "removed_at", "synced_at"]
     with transaction.atomic():
-        row = ScopingIssue.objects.select_for_update().get(gitlab_id=answer.id)
-        stored = {name: getattr(row, name) for name in _STORED}
-        if seen_before is not None:
-            row.last_activity_at = activity_after(stored, seen_before)
-        if own_from is None:
-            row.last_activity_at = activity_after(
-                {**stored, "last_activity_at": row.last_activity_at}, answer.updated_at
-            )
-        if answer.updated_at >= row.updated_at:  # else a webhook already stored something newer
-            for name, value in mirror_values(answer, stored).items():
-                setattr(row, name, value)
-            row.removed_at = None if has_scoping_label(answer.labels) else row.removed_at or now
-        if own_from is not None:
-            row.own_write_from, row.own_write_updated_at = own_from, answer.updated_at
-        row.synced_at = now
-        row.save()
-    refresh_issues(issues=ScopingIssue.objects.filter(pk=row.pk))
+        rows = list(ScopingIssue.objects.select_for_update().filter(gitlab_id__in=list(latest)))
+        for row in rows:
+            _apply_answer(row, latest[row.gitlab_id], now=now)
+        ScopingIssue.objects.bulk_update(rows, [*fields, "own_write_from", "own_write_updated_at"])
+    refresh_issues(issues=ScopingIssue.objects.filter(pk__in=[row.pk for row in rows]))
+
+
+def _apply_answer(row: ScopingIssue, answer: Answer, *, now: datetime) -> None:
+    issue, stored = answer.issue, {name: getattr(row, name) for name in _STORED}
+    if answer.seen_before is not None:
+        row.last_activity_at = activity_after(stored, answer.seen_before)
+    if answer.own_from is None:
+        row.last_activity_at = activity_after(
+            {**stored, "last_activity_at": row.last_activity_at}, issue.updated_at
+        )
+    if issue.updated_at >= row.updated_at:  # else a webhook already stored something newer
+        for name, value in mirror_values(issue, stored).items():
+            setattr(row, name, value)
+        row.removed_at = None if has_scoping_label(issue.labels) else row.removed_at or now
+    if answer.own_from is not None:
+        row.own_write_from, row.own_write_updated_at = answer.own_from, issue.updated_at
+    row.synced_at = now
 
 
 _STORED = ("gitlab_id", *COMPARED_FIELDS, "own_write_from", "own_write_updated_at")

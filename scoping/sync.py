@@ -166,7 +166,7 @@ def run_sync(
     and the report lists what is still pending; without one, delivery is handed to the workers.
     """
     report, started = SyncReport(), timezone.now()
-    with sync_lock() as lease:
+    with sync_lock() as lease, queue.deliveries_deferred():
         if lease is None:
             report.locked_out = True
             report.steps.append(_locked_out(full=full, gitlab=gitlab))
@@ -240,12 +240,16 @@ def _rules_step(report: SyncReport, *, dry_run: bool) -> Step:
 
 
 def _delivery_steps(*, gitlab: bool, salesforce: bool, budget: float) -> list[Step]:
-    """Deliver both queues here, each within the budget, and say how it went."""
+    """Deliver both queues here within the budget, and say how it went.
+
+    Salesforce first: 25 writes share a request there, so it needs a few seconds of the budget
+    where GitLab, at two requests a write, may need all the rest.
+    """
     deadline = time.monotonic() + budget
     steps = []
     for name, wanted, deliver in (
-        ("GitLab write-back", gitlab, deliver_gitlab_writes),
         ("Salesforce write-back", salesforce, deliver_salesforce_writes),
+        ("GitLab write-back", gitlab, deliver_gitlab_writes),
     ):
         if not wanted:
             continue

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -23,7 +23,7 @@ from psplan import queue
 from scoping import labels as label_rules
 from scoping.choices import IssueState
 from scoping.gitlab_client import GitLabClient, GitLabIssue, GitLabNote, GitLabRefused, GitLabUnavailable
-from scoping.gitlab_sync import mark_removed, store_answer
+from scoping.gitlab_sync import Answer, mark_removed, store_answers
 from scoping.models import GitLabWrite
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,24 @@ def state_event(wanted: object, state: str) -> str | None:
     return None
 
 
+@dataclass
+class _Outcomes:
+    """What one batch achieved, written to the database together when the batch ends.
+
+    Nothing here is needed to avoid sending twice: a write left pending by a crash is worked out
+    again against GitLab's labels (nothing left to PUT) and its comment looked for before posting.
+    """
+
+    answers: list[Answer] = field(default_factory=list)
+    delivered: list[GitLabWrite] = field(default_factory=list)
+    updates: list[GitLabWrite] = field(default_factory=list)
+
+    def save(self) -> int:
+        GitLabWrite.objects.bulk_update(self.updates, ["response_updated_at", "note_id"])
+        store_answers(self.answers)
+        return queue.delivered(self.delivered)
+
+
 class _Courier:
     """One delivery run: the client, the project's labels (read once), what happened."""
 
@@ -101,26 +119,29 @@ class _Courier:
         except GitLabUnavailable as exc:
             self._retry(writes, exc)
             return False
-        pending = list(groups.values())
-        while pending:
-            group = pending.pop(0)
-            outage = self._deliver_issue(group, found.get(group[0].issue.iid))
-            if outage is not None:
-                for waiting in pending:
-                    self._retry(waiting, outage)
-                return False
+        outcomes, pending = _Outcomes(), list(groups.values())
+        try:
+            while pending:
+                group = pending.pop(0)
+                outage = self._deliver_issue(group, found.get(group[0].issue.iid), outcomes)
+                if outage is not None:
+                    for waiting in pending:
+                        self._retry(waiting, outage)
+                    return False
+        finally:
+            self.counts["delivered"] += outcomes.save()
         return True
 
     def _deliver_issue(
-        self, group: list[GitLabWrite], current: GitLabIssue | None
+        self, group: list[GitLabWrite], current: GitLabIssue | None, outcomes: _Outcomes
     ) -> GitLabUnavailable | None:
-        """Deliver one issue's writes and record the outcome; the error when GitLab looks unusable."""
+        """Deliver one issue's writes and note the outcome; the error when GitLab looks unusable."""
         if current is None:
             self._fail(group, "The issue no longer exists in GitLab (deleted or moved to another project)")
             mark_removed(gitlab_ids=[group[0].issue.gitlab_id])
             return None
         try:
-            answer, own_from = self._send(group, current)
+            answer, own_from = self._send(group, current, outcomes)
         except GitLabUnavailable as exc:
             self._retry(group, exc)
             self._failing_in_a_row += 1
@@ -130,25 +151,24 @@ class _Courier:
             if exc.status in _TRY_AGAIN_STATUSES:
                 self._retry(group, exc)
             else:
-                self._refused(group, str(exc), current)
+                self._refused(group, str(exc), current, outcomes)
         except _Refused as exc:
-            self._refused(group, str(exc), current)
+            self._refused(group, str(exc), current, outcomes)
         except Exception as exc:  # a bug must not lose the writes: they are retried like an outage
             logger.exception("Delivering GitLab writes for #%s failed", current.iid)
             self._retry(group, exc)
         else:
             # A retry may find the state an earlier attempt left: that is not a person's edit.
             ours = {write.response_updated_at for write in group}
-            store_answer(
-                answer=answer,
-                own_from=own_from,
-                seen_before=None if current.updated_at in ours else current.updated_at,
-            )
-            self.counts["delivered"] += queue.delivered(group)
+            seen = None if current.updated_at in ours else current.updated_at
+            outcomes.answers.append(Answer(answer, own_from=own_from, seen_before=seen))
+            outcomes.delivered += group
         self._failing_in_a_row = 0
         return None
 
-    def _send(self, group: list[GitLabWrite], current: GitLabIssue) -> tuple[GitLabIssue, datetime | None]:
+    def _send(
+        self, group: list[GitLabWrite], current: GitLabIssue, outcomes: _Outcomes
+    ) -> tuple[GitLabIssue, datetime | None]:
         """One PUT with what is still to do, then the notes; returns GitLab's issue and when our write began."""
         intent = merged_intent(group)
         change = label_rules.change_for_intent(current.labels, intent)
@@ -167,13 +187,14 @@ class _Courier:
                 assignee_ids=assignees,  # type: ignore[arg-type]
             )
             own_from = answer.updated_at
-            GitLabWrite.objects.filter(pk__in=[w.pk for w in group]).update(
-                response_updated_at=answer.updated_at
-            )
+            for write in group:
+                write.response_updated_at = answer.updated_at
+        # Saved even when a comment fails below: a retry then knows the PUT's updated_at is ours.
+        outcomes.updates += group
         for write in group:
             if write.note and write.note_id is None:
                 note = self._posted_before(write) or self.client.create_note(current.iid, write.note)
-                GitLabWrite.objects.filter(pk=write.pk).update(note_id=note.id)
+                write.note_id = note.id
                 # A note touches its issue: GitLab's updated_at is now the note's, and it is ours.
                 answer = replace(answer, updated_at=max(answer.updated_at, note.created_at))
                 own_from = own_from or note.created_at
@@ -228,10 +249,12 @@ class _Courier:
         self.counts["failed"] += queue.failed(group, error=error)
         self.errors.append(f"#{group[0].issue.iid}: {error}")
 
-    def _refused(self, group: list[GitLabWrite], error: str, current: GitLabIssue) -> None:
+    def _refused(
+        self, group: list[GitLabWrite], error: str, current: GitLabIssue, outcomes: _Outcomes
+    ) -> None:
         self._fail(group, error)
         # The local row showed the edit as made: it goes back to what GitLab really has.
-        store_answer(answer=current, own_from=None)
+        outcomes.answers.append(Answer(current))
 
     def run_counts(self) -> dict[str, int]:
         return {**self.counts, "requests": self.client.request_count - self._requests_before}

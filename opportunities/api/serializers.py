@@ -135,7 +135,7 @@ class OpportunitySerializer(serializers.Serializer):
         }
 
 
-# Same rule as opportunities.services.validate_ps_fields, as a validator so the schema states the pattern.
+# The schema states the URL form; opportunities.services.validate_ps_fields checks it is an issue of the project.
 _LINK = RegexValidator(r"\A(https?://[\s\S]*)?\Z", message="Must be the URL of the GitLab scoping issue.")
 
 

@@ -28,8 +28,9 @@ from tests.factories import EngagementManagerFactory, OpportunityFactory, Scopin
 SC = "Services Calculator"
 # Rules that depend on stored data or on today's date, which no JSON schema can state: an EM username
 # must exist (and be linked), a keep-open date must not be past, Red and Amber need a rationale that
-# may already be stored. Valid-looking input may get a 400 naming exactly these fields; nothing else.
-DATA_RULE_FIELDS = {"engagement_manager", "keep_open_until", "em_confidence_rationale"}
+# may already be stored, a scoping issue link must be an issue of the configured GitLab project.
+# Valid-looking input may get a 400 naming exactly these fields; nothing else.
+DATA_RULE_FIELDS = {"engagement_manager", "keep_open_until", "em_confidence_rationale", "scoping_issue_link"}
 
 
 def _fill_database() -> None:

@@ -17,6 +17,7 @@ from psplan.queue import WriteStatus
 from tests.factories import EngagementManagerFactory, OpportunityFactory
 
 pytestmark = pytest.mark.django_db
+ISSUE_URL = "https://gitlab.com/gitlab-com/customer-success/professional-services-group/ww-consulting/ps-plan/-/issues/12"
 
 LIST = "/api/v1/opportunities/"
 OPP = "006000000000001AAA"
@@ -200,7 +201,7 @@ def test_patching_the_ps_fields_queues_one_salesforce_write(em_api, em_user):
             "engagement_manager": "jdoe",
             "em_confidence": "Red",
             "em_confidence_rationale": "Slipped to Q4",
-            "scoping_issue_link": "https://gitlab.com/g/p/-/issues/12",
+            "scoping_issue_link": ISSUE_URL,
         },
         format="json",
     ).json()
@@ -215,7 +216,7 @@ def test_patching_the_ps_fields_queues_one_salesforce_write(em_api, em_user):
         "engagement_manager": "005000000000099AAA",
         "em_confidence": "Red",
         "em_confidence_rationale": "Slipped to Q4",
-        "scoping_issue_link": "https://gitlab.com/g/p/-/issues/12",
+        "scoping_issue_link": ISSUE_URL,
     }
     assert write.created_by == em_user
     opportunity = Opportunity.objects.get(salesforce_id=OPP)
@@ -258,6 +259,8 @@ def test_null_unassigns_the_engagement_manager(em_api):
         ({"engagement_manager": "nosalesforce"}, "engagement_manager"),
         ({"scoping_issue_link": "gitlab.com/issues/1"}, "scoping_issue_link"),
         ({"scoping_issue_link": "https://gitlab.com/" + "x" * 500}, "scoping_issue_link"),
+        ({"scoping_issue_link": "https://gitlab.com/another/project/-/issues/12"}, "scoping_issue_link"),
+        ({"scoping_issue_link": "javascript:alert(1)//gitlab.com/-/issues/1"}, "scoping_issue_link"),
     ],
 )
 def test_bad_input_gets_400_naming_the_field_and_changes_nothing(em_api, body, field):

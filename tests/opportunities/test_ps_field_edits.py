@@ -69,3 +69,41 @@ def test_an_edit_that_changes_nothing_queues_nothing(em_user):
     opportunity = OpportunityFactory(em_confidence="Green")
     assert update_ps_fields(opportunity=opportunity, actor=em_user, em_confidence="Green") is None
     assert not SalesforceWrite.objects.exists() and not OpportunityChange.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://gitlab.example/ps/ps-plan/-/issues/12",
+        "https://gitlab.example/ps/ps-plan/-/work_items/12/",
+        "HTTPS://GITLAB.EXAMPLE/PS/PS-PLAN/-/issues/12",
+    ],
+)
+def test_the_scoping_issue_link_may_be_any_issue_url_of_the_configured_project(em_user, settings, link):
+    settings.GITLAB_URL, settings.GITLAB_PROJECT = "https://gitlab.example", "ps/ps-plan"
+    write = update_ps_fields(opportunity=OpportunityFactory(), actor=em_user, scoping_issue_link=link)
+    assert write.changes == {"scoping_issue_link": link}
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://gitlab.example/ps/other/-/issues/12",
+        "https://gitlab.example/ps/ps-plan/-/merge_requests/12",
+        "https://evil.example/ps/ps-plan/-/issues/12",
+        "https://gitlab.example/ps/ps-plan/-/issues/12?x=<script>",
+        "javascript:alert(1)",
+    ],
+)
+def test_a_link_to_anything_but_an_issue_of_the_project_is_refused_with_an_example(em_user, settings, link):
+    settings.GITLAB_URL, settings.GITLAB_PROJECT = "https://gitlab.example", "ps/ps-plan"
+    with pytest.raises(ValidationError) as error:
+        update_ps_fields(opportunity=OpportunityFactory(), actor=em_user, scoping_issue_link=link)
+    assert error.value.message_dict["scoping_issue_link"] == [
+        "Must be the URL of an issue in the GitLab project, like https://gitlab.example/ps/ps-plan/-/issues/123."
+    ]
+
+
+def test_a_link_salesforce_already_has_does_not_block_another_edit(em_user):
+    opportunity = OpportunityFactory(scoping_issue_link="https://elsewhere.example/issues/9")
+    assert update_ps_fields(opportunity=opportunity, actor=em_user, em_confidence="Green") is not None

@@ -25,7 +25,7 @@ from tests.standins import salesforce as faults
 from tests.standins.salesforce import SalesforceStandIn
 
 pytestmark = pytest.mark.django_db
-LINK = "https://gitlab.com/g/ps-plan/-/issues/{}"
+LINK = "https://gitlab.com/gitlab-com/customer-success/professional-services-group/ww-consulting/ps-plan/-/issues/{}"
 
 
 def mirrored(salesforce: SalesforceStandIn, count: int) -> list[Opportunity]:

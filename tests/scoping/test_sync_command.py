@@ -213,6 +213,7 @@ def test_under_bursts_of_429_and_502_a_sync_delivers_every_write_and_a_second_on
 
     assert "Closing rules changed 40 issue(s)" in output
     assert "GitLab write-back: 40 delivered" in output
+    assert SyncRun.objects.filter(kind=SyncKind.GITLAB_OUTBOX).count() == 1  # one run, not one per closure
     assert set(GitLabWrite.objects.values_list("status", flat=True)) == {WriteStatus.DELIVERED}
     for iid in iids:
         remote = gitlab_on.issue(iid)

@@ -24,7 +24,7 @@ import ssl
 import tempfile
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -751,6 +751,7 @@ class SalesforceStandIn:
         self._api_used = 0
         self._faults: deque[str] = deque()
         self._random_faults: tuple[str, float, random.Random] | None = None
+        self.updates_applied: Counter[str] = Counter()  # record id → updates applied through the API
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
         self._default_owner: str | None = None
         self._server: _Server | None = None
@@ -1355,6 +1356,7 @@ class SalesforceStandIn:
                 raise ApiError(400, "FIELD_CUSTOM_VALIDATION_EXCEPTION", message, [])
         self._touch(record)
         rows[key] = record
+        self.updates_applied[key] += 1
         return key
 
     def _write_value(self, name: str, spec: FieldSpec, value: Any) -> Any:
