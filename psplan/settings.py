@@ -228,9 +228,11 @@ if CELERY_BROKER_URL and urlsplit(CELERY_BROKER_URL).scheme not in {
     "rediss",
     "amqp",
     "memory",
+    "filesystem",
 }:
     raise ImproperlyConfigured(
-        f"CELERY_BROKER_URL must be a redis:// or amqp:// URL, not {CELERY_BROKER_URL!r}"
+        f"CELERY_BROKER_URL must be a redis:// or amqp:// URL (or filesystem:// for one machine), "
+        f"not {CELERY_BROKER_URL!r}"
     )
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -245,12 +247,22 @@ CELERY_TIMEZONE = TIME_ZONE
 # (the hard time limit below), so a lost task is redone within minutes, not hours.
 CELERY_TASK_TIME_LIMIT = 15 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 14 * 60
-CELERY_BROKER_TRANSPORT_OPTIONS = {
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
     "visibility_timeout": 20 * 60,
     # A request that queues a delivery must not hang on a broker that is down.
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
 }
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The broker bin/run uses when GitLab or Salesforce is configured: messages are files in the
+    # project folder, so a worker with beat runs beside the app without Redis.
+    _BROKER_FOLDER = BASE_DIR / ".celery" / "broker"
+    _BROKER_FOLDER.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_BROKER_FOLDER),
+        "data_folder_out": str(_BROKER_FOLDER),
+        "store_processed": False,
+    }
 # Syncs, GitLab deliveries and Salesforce deliveries each have a queue, so none waits behind another.
 CELERY_TASK_ROUTES = {
     "scoping.tasks.sync_all_systems": {"queue": "sync"},
