@@ -288,6 +288,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(minutes=1),
         "options": {"expires": 60},
     },
+    "apply-waiting-webhook-deliveries": {
+        "task": "scoping.tasks.apply_waiting_webhook_deliveries",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 60},
+    },
     "prune-webhook-deliveries": {
         "task": "scoping.tasks.prune_webhook_deliveries",
         "schedule": crontab(hour=3, minute=15),
