@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+GOOD_KEY = secrets.token_urlsafe(50)
 
 
 def _start(**env: str) -> subprocess.CompletedProcess:
@@ -62,7 +64,7 @@ def test_debug_mode_starts_with_zero_configuration():
     ],
 )
 def test_bad_values_are_refused_naming_the_variable(variable, value):
-    result = _start(**{"DJANGO_SECRET_KEY": "x" * 50, variable: value})
+    result = _start(**{"DJANGO_SECRET_KEY": GOOD_KEY, variable: value})
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert variable in result.stderr
