@@ -240,6 +240,8 @@ def _environment(folder: str) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "bench.api_settings",
         "DJANGO_SECRET_KEY": "bench-only-" + secrets.token_urlsafe(48),
         "DJANGO_DEBUG": "0",
+        # Plain HTTP on loopback: production's redirect to HTTPS would answer every request with 301.
+        "DJANGO_HTTPS": "0",
         "DJANGO_LOG_LEVEL": "WARNING",
         # The benchmark's one token would otherwise hit the production rate limit within a second.
         "PSPLAN_API_THROTTLE_RATE": "100000000/minute",

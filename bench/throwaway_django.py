@@ -14,6 +14,8 @@ def django_on_throwaway_database(environ: dict[str, str], *, unset: tuple[str, .
     """A SQLite file in a temporary folder, or a test database beside DATABASE_URL's; yields its vendor."""
     os.environ.update({"DJANGO_SETTINGS_MODULE": "psplan.settings", "DJANGO_LOG_LEVEL": "WARNING", **environ})
     os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-only-" + secrets.token_urlsafe(48))
+    # Benchmarks speak plain HTTP on loopback; production would redirect them to HTTPS.
+    os.environ.setdefault("DJANGO_HTTPS", "0")
     for name in ("CELERY_BROKER_URL", *unset):
         os.environ.pop(name, None)
     with tempfile.TemporaryDirectory(prefix="psplan-bench-") as workdir:

@@ -5,6 +5,7 @@ for the demo and for break-glass admins."""
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -16,10 +17,20 @@ from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthen
 
 from psplan.permissions import set_roles
 
+logger = logging.getLogger(__name__)
+
 
 class RoleMappingBackend(OIDCAuthenticationBackend):
     """mozilla-django-oidc's backend, plus: the ID token must be meant for PS Plan (audience, and the
     issuer when OIDC_OP_ISSUER is set), users get their names, and their roles follow the claim."""
+
+    def authenticate(self, request, **kwargs):
+        try:
+            return super().authenticate(request, **kwargs)
+        except SuspiciousOperation as refusal:
+            # A bad token is a refused sign-in, shown on the sign-in page, not a bare 400.
+            logger.warning("Single sign-on refused: %s", refusal)
+            return None
 
     def verify_token(self, token: str, **kwargs) -> dict[str, Any]:
         payload = super().verify_token(token, **kwargs)
