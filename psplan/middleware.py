@@ -101,6 +101,12 @@ class SlidingSessionMiddleware:
         return response
 
 
+def mark_session_seen(sender, request, user, **kwargs) -> None:
+    """At sign-in, so the first requests after it do not save the session again straight away."""
+    if request is not None and hasattr(request, "session"):
+        request.session[_SESSION_SEEN] = int(time.time())
+
+
 class RequestLogMiddleware:
     """One JSON line per request on the `psplan.requests` logger: method, path, query (secret-looking
     values hidden), status, duration, user id and client address."""
