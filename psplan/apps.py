@@ -9,6 +9,7 @@ class PSPlanConfig(AppConfig):
     verbose_name = "PS Plan"
 
     def ready(self) -> None:
-        from psplan.middleware import mark_session_seen  # middleware imports models-free code only
+        # Imported here: it loads django.contrib.auth, which needs the app registry ready.
+        from psplan.middleware import mark_session_seen
 
         user_logged_in.connect(mark_session_seen, dispatch_uid="psplan-session-seen")

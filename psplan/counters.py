@@ -50,6 +50,12 @@ def peek(name: str, *, seconds: int) -> Window:
     return Window(count, retry_after)
 
 
+def clear_all() -> None:
+    """Forget every count, in the shared cache and in this process (between tests)."""
+    cache.clear()
+    _in_process.clear()
+
+
 def _window_key(name: str, seconds: int) -> tuple[str, float]:
     now = time.time()
     return f"counter:{name}:{int(now // seconds)}", seconds - now % seconds

@@ -203,7 +203,8 @@ OIDC_OP_TOKEN_ENDPOINT = _env_url("OIDC_OP_TOKEN_ENDPOINT", schemes=("http", "ht
 OIDC_OP_USER_ENDPOINT = _env_url("OIDC_OP_USER_ENDPOINT", schemes=("http", "https"))
 OIDC_OP_JWKS_ENDPOINT = _env_url("OIDC_OP_JWKS_ENDPOINT", schemes=("http", "https"))
 OIDC_RP_SIGN_ALGO = env.str("OIDC_RP_SIGN_ALGO", default="RS256").strip()
-OIDC_RP_SCOPES = env.str("OIDC_RP_SCOPES", default="openid email profile groups").strip()
+# Add the scope that releases the roles claim when the provider needs one (e.g. `groups` on Okta).
+OIDC_RP_SCOPES = env.str("OIDC_RP_SCOPES", default="openid email profile").strip()
 OIDC_USE_PKCE = True
 OIDC_TIMEOUT = _env_int("OIDC_TIMEOUT", 10, low=1, high=120)
 OIDC_AUTHENTICATION_CALLBACK_URL = "sso-callback"

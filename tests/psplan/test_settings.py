@@ -61,6 +61,13 @@ def test_debug_mode_starts_with_zero_configuration():
         ("CELERY_BROKER_URL", "localhost:6379"),
         ("DATABASE_URL", "nosuchdb://x"),
         ("CACHE_URL", "nosuchcache://x"),
+        ("DJANGO_HTTPS", "maybe"),
+        ("DJANGO_SECURE_PROXY_SSL_HEADER", "X Forwarded Proto"),
+        ("PSPLAN_SESSION_IDLE_HOURS", "0"),
+        ("PSPLAN_PROXY_COUNT", "-1"),
+        ("PSPLAN_SIGNIN_FAILURE_LIMIT", "0"),
+        ("OIDC_RP_CLIENT_ID", "psplan"),
+        ("OIDC_OP_TOKEN_ENDPOINT", "idp.example.com/token"),
     ],
 )
 def test_bad_values_are_refused_naming_the_variable(variable, value):
