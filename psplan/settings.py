@@ -95,7 +95,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
-    # Before the libraries: its `drf_create_token` replaces DRF's, which would store the key in plain text.
+    # API tokens on knox (shown once, stored as digests), `drf_create_token` for them, and their admin.
     "psplan",
     "rest_framework",
     "knox",
