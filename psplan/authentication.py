@@ -30,15 +30,18 @@ class TokenFailureThrottle(SimpleRateThrottle):
     scope = "token_failures"
 
     def refuse_if_over(self, address: str) -> None:
+        if self.rate is None:
+            return
         window = counters.peek(self._name(address), seconds=self.duration)
-        if self.rate is not None and window.count >= self.num_requests:
+        if window.count >= self.num_requests:
             raise Throttled(
                 wait=window.retry_after,
                 detail="Too many wrong API tokens from your address; try again later.",
             )
 
     def record_failure(self, address: str) -> None:
-        counters.hit(self._name(address), seconds=self.duration)
+        if self.rate is not None:
+            counters.hit(self._name(address), seconds=self.duration)
 
     def _name(self, address: str) -> str:
         return f"{self.scope}:{address}"

@@ -56,6 +56,15 @@ def _env_url(name: str, default: str = "", *, schemes: tuple[str, ...]) -> str:
     return value
 
 
+def _env_rate(name: str, default: str) -> str:
+    value = env.str(name, default=default).strip()
+    if not re.fullmatch(r"[0-9]+/(second|minute|hour|day)", value):
+        raise ImproperlyConfigured(
+            f"{name} must look like 100/minute (per second, minute, hour or day), not {value!r}"
+        )
+    return value
+
+
 def _refuse_weak_secret_key(key: str) -> None:
     # The same test as Django's security.W009, so `check --deploy` can never warn about a key that started.
     if len(key) < 50 or len(set(key)) < 5 or key.startswith("django-insecure-"):
@@ -302,9 +311,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
-        "user": env.str("PSPLAN_API_THROTTLE_RATE", default="6000/minute"),
+        "user": _env_rate("PSPLAN_API_THROTTLE_RATE", "6000/minute"),
         # Wrong API tokens per client address; past it, every token from there gets 429 for the window.
-        "token_failures": env.str("PSPLAN_API_TOKEN_FAILURE_RATE", default="20/minute"),
+        "token_failures": _env_rate("PSPLAN_API_TOKEN_FAILURE_RATE", "20/minute"),
     },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }

@@ -67,6 +67,8 @@ def test_debug_mode_starts_with_zero_configuration():
         ("PSPLAN_PROXY_COUNT", "-1"),
         ("PSPLAN_SIGNIN_FAILURE_LIMIT", "0"),
         ("OIDC_RP_CLIENT_ID", "psplan"),
+        ("PSPLAN_API_TOKEN_FAILURE_RATE", "twenty"),
+        ("PSPLAN_API_THROTTLE_RATE", "6000"),
         ("OIDC_OP_TOKEN_ENDPOINT", "idp.example.com/token"),
     ],
 )
