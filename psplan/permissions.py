@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 from django.http import HttpResponseForbidden
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
@@ -62,3 +62,16 @@ def roles(request) -> dict[str, bool]:
     """Template context: what the signed-in user may do, so pages hide what they cannot use."""
     user = getattr(request, "user", AnonymousUser())
     return {"user_can_edit": can_edit(user), "user_is_admin": is_admin(user)}
+
+
+def set_roles(*, user: AbstractBaseUser, engagement_manager: bool, admin: bool) -> None:
+    """Give or take the engagement-manager and admin roles; single sign-on keeps them in step with its claim."""
+    group, _ = Group.objects.get_or_create(name=ENGAGEMENT_MANAGERS_GROUP)
+    if engagement_manager:
+        user.groups.add(group)
+    else:
+        user.groups.remove(group)
+    # PS Plan's admins are Django superusers: the admin site is where EMs, territories and tokens are managed.
+    if (user.is_staff, user.is_superuser) != (admin, admin):
+        user.is_staff = user.is_superuser = admin
+        user.save(update_fields=["is_staff", "is_superuser"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -55,6 +56,25 @@ def _env_url(name: str, default: str = "", *, schemes: tuple[str, ...]) -> str:
     return value
 
 
+def _env_rate(name: str, default: str) -> str:
+    value = env.str(name, default=default).strip()
+    if not re.fullmatch(r"[0-9]+/(second|minute|hour|day)", value):
+        raise ImproperlyConfigured(
+            f"{name} must look like 100/minute (per second, minute, hour or day), not {value!r}"
+        )
+    return value
+
+
+def _refuse_weak_secret_key(key: str) -> None:
+    # The same test as Django's security.W009, so `check --deploy` can never warn about a key that started.
+    if len(key) < 50 or len(set(key)) < 5 or key.startswith("django-insecure-"):
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is too weak for production: it needs at least 50 characters, at least 5 "
+            "different ones, and not Django's `django-insecure-` prefix. Make one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+        )
+
+
 DEBUG = _env_bool("DJANGO_DEBUG", False)
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
@@ -65,6 +85,8 @@ if not SECRET_KEY:
             "or set DJANGO_DEBUG=1 for local development."
         )
     SECRET_KEY = "django-insecure-psplan-development-only"
+elif not DEBUG:
+    _refuse_weak_secret_key(SECRET_KEY)
 
 ALLOWED_HOSTS = [
     h.strip() for h in env.str("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",") if h.strip()
@@ -82,8 +104,11 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    # API tokens on knox (shown once, stored as digests), `drf_create_token` for them, and their admin.
+    "psplan",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "axes",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -94,16 +119,22 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so the line it logs has the status the client really got (redirects and 400s included).
+    "psplan.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "psplan.middleware.OddInputMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "psplan.middleware.SlidingSessionMiddleware",
     "psplan.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes requires: it turns a refused sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "psplan.urls"
@@ -154,6 +185,68 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "scoping:issue-list"
 LOGOUT_REDIRECT_URL = "login"
 
+# --- Sign-in ---------------------------------------------------------------
+# A session ends after this long without a request; every request starts the clock again.
+PSPLAN_SESSION_IDLE_HOURS = _env_float("PSPLAN_SESSION_IDLE_HOURS", 8, low=0.1, high=24 * 30)
+SESSION_COOKIE_AGE = round(PSPLAN_SESSION_IDLE_HOURS * 3600)
+
+# Reverse proxies in front of PS Plan that append the client's address to X-Forwarded-For. With 0 the
+# connection's own address counts, so a client cannot pick its address by sending the header itself.
+PSPLAN_PROXY_COUNT = _env_int("PSPLAN_PROXY_COUNT", 0, low=0, high=5)
+
+# django-axes: too many failed sign-ins for one username, or from one address, lock that username or
+# address out of /login/ and /admin/login/ for a while. Staff unlock with `manage.py axes_reset_username`
+# (or `axes_reset_ip`, `axes_reset`) or by deleting the access attempts in the admin.
+AXES_FAILURE_LIMIT = _env_int("PSPLAN_SIGNIN_FAILURE_LIMIT", 5, low=1, high=1000)
+AXES_COOLOFF_TIME = timedelta(minutes=_env_int("PSPLAN_SIGNIN_LOCKOUT_MINUTES", 15, low=1, high=7 * 1440))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "psplan.network.client_address"
+AXES_VERBOSE = False
+
+# Optional single sign-on with OpenID Connect (mozilla-django-oidc): on when a client id is set.
+OIDC_RP_CLIENT_ID = env.str("OIDC_RP_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env.str("OIDC_RP_CLIENT_SECRET", default="")
+OIDC_OP_ISSUER = _env_url("OIDC_OP_ISSUER", schemes=("http", "https"))
+OIDC_OP_AUTHORIZATION_ENDPOINT = _env_url("OIDC_OP_AUTHORIZATION_ENDPOINT", schemes=("http", "https"))
+OIDC_OP_TOKEN_ENDPOINT = _env_url("OIDC_OP_TOKEN_ENDPOINT", schemes=("http", "https"))
+OIDC_OP_USER_ENDPOINT = _env_url("OIDC_OP_USER_ENDPOINT", schemes=("http", "https"))
+OIDC_OP_JWKS_ENDPOINT = _env_url("OIDC_OP_JWKS_ENDPOINT", schemes=("http", "https"))
+OIDC_RP_SIGN_ALGO = env.str("OIDC_RP_SIGN_ALGO", default="RS256").strip()
+# Add the scope that releases the roles claim when the provider needs one (e.g. `groups` on Okta).
+OIDC_RP_SCOPES = env.str("OIDC_RP_SCOPES", default="openid email profile").strip()
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = _env_int("OIDC_TIMEOUT", 10, low=1, high=120)
+OIDC_AUTHENTICATION_CALLBACK_URL = "sso-callback"
+LOGIN_REDIRECT_URL_FAILURE = "/login/?sso=failed"
+# The claim that lists a user's roles, and which of its values make an engagement manager or an admin.
+PSPLAN_OIDC_ROLES_CLAIM = env.str("PSPLAN_OIDC_ROLES_CLAIM", default="groups").strip()
+PSPLAN_OIDC_EDITOR_ROLES = env.list("PSPLAN_OIDC_EDITOR_ROLES", default=["engagement_managers"])
+PSPLAN_OIDC_ADMIN_ROLES = env.list("PSPLAN_OIDC_ADMIN_ROLES", default=["psplan_admins"])
+OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
+if OIDC_ENABLED:
+    _missing = [
+        name
+        for name in (
+            "OIDC_RP_CLIENT_SECRET",
+            "OIDC_OP_AUTHORIZATION_ENDPOINT",
+            "OIDC_OP_TOKEN_ENDPOINT",
+            "OIDC_OP_USER_ENDPOINT",
+            "OIDC_OP_JWKS_ENDPOINT",
+        )
+        if not globals()[name]
+    ]
+    if _missing:
+        raise ImproperlyConfigured(f"OIDC_RP_CLIENT_ID is set, so SSO also needs {', '.join(_missing)}")
+
+# Axes first: it refuses a locked-out username or address before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+    *(["psplan.sso.RoleMappingBackend"] if OIDC_ENABLED else []),
+]
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("DJANGO_TIME_ZONE", default="UTC")
 USE_I18N = True
@@ -171,11 +264,34 @@ STORAGES = {
     },
 }
 
-if not DEBUG:
-    SESSION_COOKIE_HTTPONLY = True
-    CSRF_COOKIE_HTTPONLY = False
-    SECURE_CONTENT_TYPE_NOSNIFF = True
-    X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- HTTPS -----------------------------------------------------------------
+# Production assumes HTTPS, served by a TLS proxy (which says so in X-Forwarded-Proto) or by gunicorn.
+# DJANGO_HTTPS=0 is for a plain-HTTP internal network; the finer switches below override single parts.
+HTTPS = _env_bool("DJANGO_HTTPS", not DEBUG)
+_proxy_ssl_header = env.str(
+    "DJANGO_SECURE_PROXY_SSL_HEADER", default="X-Forwarded-Proto" if HTTPS else ""
+).strip()
+if _proxy_ssl_header:
+    if not re.fullmatch(r"[A-Za-z0-9-]+", _proxy_ssl_header):
+        raise ImproperlyConfigured(
+            f"DJANGO_SECURE_PROXY_SSL_HEADER must be a header name such as X-Forwarded-Proto, not "
+            f"{_proxy_ssl_header!r}"
+        )
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https")
+SECURE_SSL_REDIRECT = _env_bool("DJANGO_SECURE_SSL_REDIRECT", HTTPS)
+# Load balancers probe over plain HTTP and do not follow redirects.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = _env_int(
+    "DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0, low=0, high=63_072_000
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = _env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _env_bool("DJANGO_SECURE_COOKIES", HTTPS)
 
 LOGGING = {
     "version": 1,
@@ -187,8 +303,8 @@ LOGGING = {
 # --- REST API --------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "psplan.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["psplan.permissions.ReadAnyWriteEngagementManager"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -196,9 +312,17 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"user": env.str("PSPLAN_API_THROTTLE_RATE", default="6000/minute")},
+    "DEFAULT_THROTTLE_RATES": {
+        "user": _env_rate("PSPLAN_API_THROTTLE_RATE", "6000/minute"),
+        # Wrong API tokens per client address; past it, every token from there gets 429 for the window.
+        "token_failures": _env_rate("PSPLAN_API_TOKEN_FAILURE_RATE", "20/minute"),
+    },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# django-rest-knox keeps only a SHA-512 digest of each API token. Tokens last until revoked unless
+# their owner picks an expiry; the prefix lets secret scanners recognise a leaked one.
+REST_KNOX = {"TOKEN_TTL": None, "TOKEN_PREFIX": "psplan_", "AUTH_HEADER_PREFIX": "Token"}
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "PS Plan API",
     "DESCRIPTION": "Scoping issues, opportunities, engagement managers and PS reports.",
@@ -220,6 +344,9 @@ except (ValueError, KeyError) as exc:
     raise ImproperlyConfigured(
         f"CACHE_URL is not a cache URL such as redis://127.0.0.1:6379/1: {exc}"
     ) from None
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # Without timeouts a Redis that stops answering would hold every request that counts a throttle.
+    CACHES["default"].setdefault("OPTIONS", {}).update(socket_connect_timeout=1, socket_timeout=1)
 
 # --- Celery ----------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")

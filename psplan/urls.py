@@ -5,15 +5,17 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from psplan import api_urls, tokens, views
+from psplan import api_urls, sso, tokens, views
 from psplan.api import APIDefaults
 
 api_v1 = [path("api/v1/", include((api_urls.urlpatterns, "api"), namespace="api"))]
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="scoping:issue-list", permanent=False)),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", views.SignInView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("sso/login/", sso.start, name="sso-login"),
+    path("sso/callback/", sso.callback, name="sso-callback"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     *api_v1,
