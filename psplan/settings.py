@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import environ
 from celery.schedules import crontab
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -149,7 +150,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "scoping:issue-list"
+LOGIN_REDIRECT_URL = "scoping:home"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -174,6 +175,25 @@ if not DEBUG:
     CSRF_COOKIE_HTTPONLY = False
     SECURE_CONTENT_TYPE_NOSNIFF = True
     X_FRAME_OPTIONS = "DENY"
+
+# --- Content-Security-Policy (django-csp) -------------------------------------
+# No inline script or style anywhere: outside text that slipped into markup could never run. htmx's
+# own indicator <style> is switched off in base.html's htmx-config, and its CSS lives in psplan.css.
+MIDDLEWARE.append("csp.middleware.CSPMiddleware")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 LOGGING = {
     "version": 1,
@@ -265,12 +285,21 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=3, minute=15),
         "options": {"expires": 3600},
     },
+    "weekly-my-work-digest": {
+        "task": "scoping.digest.send_weekly_digest_emails",
+        "schedule": crontab(day_of_week="mon", hour=7, minute=0),
+        "options": {"expires": 6 * 3600},
+    },
     "deliver-salesforce-writes": {
         "task": "opportunities.tasks.deliver_salesforce_writes",
         "schedule": timedelta(minutes=1),
         "options": {"expires": 60},
     },
 }
+# Links in e-mails (the weekly digest) point here; e-mail goes through Django's backend (console by default).
+PSPLAN_BASE_URL = _env_url("PSPLAN_BASE_URL", "http://127.0.0.1:8000", schemes=("http", "https"))
+EMAIL_BACKEND = env.str("DJANGO_EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="ps-plan@localhost")
 # One sync (all systems) at a time: a second one is skipped. A holder that died frees it after this long.
 PSPLAN_SYNC_LOCK_TTL = _env_int("PSPLAN_SYNC_LOCK_TTL", 1800, low=60, high=86_400)
 

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Aggregate, Count, F, JSONField, OuterRef, QuerySet, Subquery
-from django.db.models.functions import Coalesce, JSONObject
+from django.db.models import (
+    Aggregate,
+    Case,
+    CharField,
+    Count,
+    Exists,
+    F,
+    JSONField,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast, Coalesce, JSONObject
 
-from opportunities.models import EngagementManager, TerritoryAssignment
-from scoping.models import GitLabWrite, ScopingIssue
+from opportunities.models import EngagementManager, Opportunity, SalesforceWrite, TerritoryAssignment
+from scoping import labels as label_rules
+from scoping.choices import Stage, WriteStatus
+from scoping.models import GitLabWrite, KeepOpenOverride, ScopingIssue
 
 ISSUE_COLUMNS = (
     "iid",
@@ -112,3 +131,81 @@ def engagement_manager_rows(queryset: QuerySet[EngagementManager]) -> QuerySet:
         open_issue_count=_OPEN_ISSUE_COUNT,
         territory_list=_TERRITORIES,
     )
+
+
+# --- Write-back state and stage timing, read by the pages (one place to re-point) ------------------
+
+
+def with_write_state(queryset: QuerySet[ScopingIssue]) -> QuerySet[ScopingIssue]:
+    """Annotate `write_state`: "failed" when a change to the issue was refused, "pending" while one waits."""
+    undelivered = GitLabWrite.objects.filter(issue=OuterRef("pk"))
+    return queryset.annotate(
+        write_state=Case(
+            When(Exists(undelivered.filter(status=WriteStatus.FAILED)), then=Value(WriteStatus.FAILED.value)),
+            When(
+                Exists(undelivered.filter(status=WriteStatus.PENDING)), then=Value(WriteStatus.PENDING.value)
+            ),
+            default=Value(""),
+            output_field=CharField(),
+        )
+    )
+
+
+def undelivered_changes(issue: ScopingIssue) -> dict[str, list]:
+    """The issue's GitLab writes and its opportunity's Salesforce writes that are not delivered yet."""
+    gitlab = GitLabWrite.objects.filter(issue=issue).exclude(status=WriteStatus.DELIVERED)
+    salesforce = SalesforceWrite.objects.filter(opportunity_id=issue.opportunity_id).exclude(
+        status=WriteStatus.DELIVERED
+    )
+    return {
+        "gitlab": list(gitlab.order_by("created_at", "id")[:50]),
+        "salesforce": list(salesforce.order_by("created_at", "id")[:50]) if issue.opportunity_id else [],
+    }
+
+
+def failed_writes_for(*, engagement_manager: EngagementManager, user) -> dict[str, QuerySet]:
+    """Write-backs GitLab or Salesforce refused, on the EM's issues and opportunities or made by them."""
+    return {
+        "gitlab": GitLabWrite.objects.filter(status=WriteStatus.FAILED)
+        .filter(Q(issue__engagement_manager=engagement_manager) | Q(created_by=user))
+        .select_related("issue")
+        .order_by("-created_at", "-id"),
+        "salesforce": SalesforceWrite.objects.filter(status=WriteStatus.FAILED)
+        .filter(Q(opportunity__engagement_manager=engagement_manager) | Q(created_by=user))
+        .select_related("opportunity")
+        .order_by("-created_at", "-id"),
+    }
+
+
+def _moved_into_a_stage() -> Q:
+    quoted = [f'"{label}"' for stage in Stage if (label := label_rules.workflow_label(stage))]
+    found = Q(state_event="close")
+    for text in quoted:
+        found |= Q(labels_text__contains=text)
+    return found
+
+
+def with_stage_entered_at(queryset: QuerySet[ScopingIssue]) -> QuerySet[ScopingIssue]:
+    """Annotate `stage_entered_at`: PS Plan's latest move of the issue, else when it was created."""
+    latest_move = (
+        GitLabWrite.objects.filter(issue=OuterRef("pk"))
+        .annotate(labels_text=Cast("add_labels", TextField()))
+        .filter(_moved_into_a_stage())
+        .order_by("-created_at", "-id")
+        .values("created_at")[:1]
+    )
+    return queryset.annotate(stage_entered_at=Coalesce(Subquery(latest_move), F("created_at")))
+
+
+def data_version() -> str:
+    """Changes when anything a page shows may have changed: a sync, a webhook, an edit, a delivery."""
+    parts = [
+        ScopingIssue.objects.aggregate(synced=Max("synced_at"), activity=Max("last_activity_at")),
+        GitLabWrite.objects.aggregate(newest=Max("id"), delivered=Max("delivered_at"), tried=Max("attempts")),
+        SalesforceWrite.objects.aggregate(
+            newest=Max("id"), delivered=Max("delivered_at"), tried=Max("attempts")
+        ),
+        Opportunity.objects.aggregate(synced=Max("synced_at")),
+        KeepOpenOverride.objects.aggregate(newest=Max("id")),
+    ]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]

@@ -1,0 +1,163 @@
+// PS Plan's own page behaviour: small, no build step, no inline script (the CSP forbids it).
+"use strict";
+
+(function () {
+  // --- Navigation collapses behind a Menu button on narrow screens --------------------------
+  function setUpNavigation() {
+    const toggle = document.querySelector(".nav-toggle");
+    if (!toggle) return;
+    toggle.addEventListener("click", function () {
+      const open = toggle.getAttribute("aria-expanded") !== "true";
+      toggle.setAttribute("aria-expanded", String(open));
+      document.getElementById(toggle.getAttribute("aria-controls")).classList.toggle("open", open);
+    });
+  }
+
+  // --- Filter URLs carry only the filters in use --------------------------------------------
+  function dropEmptyParameters(event) {
+    if (event.detail.verb !== "get") return;
+    const parameters = event.detail.parameters;
+    const names = parameters instanceof FormData ? Array.from(parameters.keys()) : Object.keys(parameters);
+    for (const name of names) {
+      const value = parameters instanceof FormData ? parameters.get(name) : parameters[name];
+      if (value === "" || value === null) {
+        if (parameters instanceof FormData) parameters.delete(name);
+        else delete parameters[name];
+      }
+    }
+  }
+
+  function dropEmptyFieldsOnSubmit(event) {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement) || form.method.toLowerCase() !== "get") return;
+    for (const field of form.elements) {
+      if (field.name && field.value === "" && !field.disabled) {
+        field.disabled = true;
+        setTimeout(function () { field.disabled = false; }, 0);
+      }
+    }
+  }
+
+  // --- Focus returns to the element that was changed ----------------------------------------
+  let focusKey = null;
+
+  function rememberFocus(event) {
+    const keyed = event.detail.elt.closest("[data-focus-key]");
+    focusKey = keyed ? keyed.dataset.focusKey : null;
+  }
+
+  function restoreFocus() {
+    if (!focusKey) return;
+    const target = document.querySelector('[data-focus-key="' + CSS.escape(focusKey) + '"]');
+    focusKey = null;
+    if (!target || target.contains(document.activeElement)) return;
+    const control = target.querySelector("[data-focus-target]") || target;
+    if (!control.hasAttribute("tabindex") && control === target) control.setAttribute("tabindex", "-1");
+    control.focus();
+  }
+
+  // --- Confirmations disappear by themselves after a few seconds -----------------------------
+  function scheduleDismissals(root) {
+    for (const element of root.querySelectorAll("[data-dismiss-after]")) {
+      if (element.dataset.dismissScheduled) continue;
+      element.dataset.dismissScheduled = "1";
+      setTimeout(function () { element.remove(); }, Number(element.dataset.dismissAfter));
+    }
+  }
+
+  // --- Board: "Move" opens a stage list; nothing moves until it is confirmed -----------------
+  function toggleMoveMenu(button, open) {
+    const menu = document.getElementById(button.getAttribute("aria-controls"));
+    button.setAttribute("aria-expanded", String(open));
+    menu.hidden = !open;
+    if (open) menu.querySelector("select").focus();
+    else button.focus();
+  }
+
+  function onClick(event) {
+    const button = event.target.closest("[data-move-toggle]");
+    if (button) {
+      toggleMoveMenu(button, button.getAttribute("aria-expanded") !== "true");
+      return;
+    }
+    const cancel = event.target.closest("[data-move-cancel]");
+    if (cancel) {
+      const menu = cancel.closest(".move-menu");
+      toggleMoveMenu(document.querySelector('[aria-controls="' + menu.id + '"]'), false);
+    }
+  }
+
+  function onKeydown(event) {
+    if (event.key !== "Escape") return;
+    const menu = event.target.closest(".move-menu");
+    if (menu) toggleMoveMenu(document.querySelector('[aria-controls="' + menu.id + '"]'), false);
+  }
+
+  // --- Board: drag a card onto another column ------------------------------------------------
+  let dragged = null;
+
+  function onDragStart(event) {
+    const card = event.target.closest && event.target.closest("[data-move-url]");
+    if (!card) return;
+    dragged = card;
+    event.dataTransfer.effectAllowed = "move";
+    event.dataTransfer.setData("text/plain", card.dataset.iid);
+    card.classList.add("dragging");
+  }
+
+  function dropColumn(event) {
+    return dragged && event.target.closest && event.target.closest("[data-drop-stage]");
+  }
+
+  function onDragOver(event) {
+    const column = dropColumn(event);
+    if (!column) return;
+    event.preventDefault();
+    column.classList.add("drag-over");
+  }
+
+  function onDragLeave(event) {
+    const column = dropColumn(event);
+    if (column && !column.contains(event.relatedTarget)) column.classList.remove("drag-over");
+  }
+
+  function onDrop(event) {
+    const column = dropColumn(event);
+    if (!column) return;
+    event.preventDefault();
+    column.classList.remove("drag-over");
+    const card = dragged;
+    dragged = null;
+    card.classList.remove("dragging");
+    if (column.dataset.dropStage === card.dataset.stage) return;
+    focusKey = card.dataset.focusKey;
+    htmx.ajax("POST", card.dataset.moveUrl, {
+      source: card,
+      target: card.dataset.moveTarget,
+      swap: "innerHTML",
+      values: { stage: column.dataset.dropStage },
+    });
+  }
+
+  function onDragEnd() {
+    if (dragged) dragged.classList.remove("dragging");
+    dragged = null;
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    setUpNavigation();
+    scheduleDismissals(document);
+  });
+  document.addEventListener("submit", dropEmptyFieldsOnSubmit);
+  document.addEventListener("click", onClick);
+  document.addEventListener("keydown", onKeydown);
+  document.addEventListener("dragstart", onDragStart);
+  document.addEventListener("dragover", onDragOver);
+  document.addEventListener("dragleave", onDragLeave);
+  document.addEventListener("drop", onDrop);
+  document.addEventListener("dragend", onDragEnd);
+  document.addEventListener("htmx:configRequest", dropEmptyParameters);
+  document.addEventListener("htmx:beforeRequest", rememberFocus);
+  document.addEventListener("htmx:afterSettle", restoreFocus);
+  document.addEventListener("htmx:load", function (event) { scheduleDismissals(event.detail.elt); });
+})();
