@@ -16,7 +16,9 @@ def send_weekly_digests() -> int:
     """E-mail every subscribed EM their "My work" page as text; returns how many were sent."""
     now = timezone.now()
     sent = 0
-    subscriptions = DigestSubscription.objects.select_related("user__engagement_manager").exclude(user__email="")
+    subscriptions = DigestSubscription.objects.select_related("user__engagement_manager").exclude(
+        user__email=""
+    )
     for subscription in subscriptions:
         engagement_manager = getattr(subscription.user, "engagement_manager", None)
         if engagement_manager is None:

@@ -241,6 +241,8 @@ def board(request, *, after_action: bool = False):
         "now": now,
         "oob_messages": after_action,
         "live_version": data_version(),
+        "columns": None,
+        "lanes": None,
     }
     if board_em:
         context["columns"] = em_board(board_em, as_of=now)
