@@ -89,7 +89,9 @@ def _suggest_one(issue: ScopingIssue, coverage: _Coverage, load: dict[int, int],
     territory = _territory(issue)
     segment = issue.segment or (territory.segment if territory else "")
     if issue.engagement_manager is not None:
-        return Suggestion(issue.engagement_manager, segment, "Already assigned in GitLab")
+        assigned = issue.engagement_manager.gitlab_username in issue.assignee_usernames
+        reason = "Already assigned in GitLab" if assigned else "Engagement manager of the linked opportunity"
+        return Suggestion(issue.engagement_manager, segment, reason)
     if territory is None:
         account = issue.opportunity.account if issue.opportunity else None
         reason = (

@@ -43,7 +43,17 @@
 
   function rememberFocus(event) {
     const keyed = event.detail.elt.closest("[data-focus-key]");
-    focusKey = keyed ? keyed.dataset.focusKey : null;
+    if (keyed) focusKey = keyed.dataset.focusKey;
+  }
+
+  // A live refresh never pulls the content from under an open menu, a ticked row or a field being edited.
+  function holdRefreshWhileEditing(event) {
+    const trigger = event.detail.requestConfig && event.detail.requestConfig.triggeringEvent;
+    if (!trigger || trigger.type !== "psplan-changed") return;
+    const target = event.detail.target;
+    const busy = target.querySelector(".move-menu:not([hidden]), input[type=checkbox]:checked") ||
+      (target.contains(document.activeElement) && document.activeElement.matches("input, select, textarea"));
+    if (busy) event.preventDefault();
   }
 
   function restoreFocus() {
@@ -58,7 +68,9 @@
 
   // --- Confirmations disappear by themselves after a few seconds -----------------------------
   function scheduleDismissals(root) {
-    for (const element of root.querySelectorAll("[data-dismiss-after]")) {
+    const found = Array.from(root.querySelectorAll("[data-dismiss-after]"));
+    if (root.matches && root.matches("[data-dismiss-after]")) found.push(root);
+    for (const element of found) {
       if (element.dataset.dismissScheduled) continue;
       element.dataset.dismissScheduled = "1";
       setTimeout(function () { element.remove(); }, Number(element.dataset.dismissAfter));
@@ -158,6 +170,7 @@
   document.addEventListener("dragend", onDragEnd);
   document.addEventListener("htmx:configRequest", dropEmptyParameters);
   document.addEventListener("htmx:beforeRequest", rememberFocus);
+  document.addEventListener("htmx:beforeRequest", holdRefreshWhileEditing);
   document.addEventListener("htmx:afterSettle", restoreFocus);
   document.addEventListener("htmx:load", function (event) { scheduleDismissals(event.detail.elt); });
 })();
