@@ -51,7 +51,7 @@
     const trigger = event.detail.requestConfig && event.detail.requestConfig.triggeringEvent;
     if (!trigger || trigger.type !== "psplan-changed") return;
     const target = event.detail.target;
-    const busy = target.querySelector(".move-menu:not([hidden]), input[type=checkbox]:checked") ||
+    const busy = target.querySelector("#move-menu:not([hidden]), input[type=checkbox]:checked") ||
       (target.contains(document.activeElement) && document.activeElement.matches("input, select, textarea"));
     if (busy) event.preventDefault();
   }
@@ -77,32 +77,60 @@
     }
   }
 
-  // --- Board: "Move" opens a stage list; nothing moves until it is confirmed -----------------
-  function toggleMoveMenu(button, open) {
-    const menu = document.getElementById(button.getAttribute("aria-controls"));
-    button.setAttribute("aria-expanded", String(open));
-    menu.hidden = !open;
-    if (open) menu.querySelector("select").focus();
-    else button.focus();
+  // --- Board: "Move" opens the one stage list inside the card; nothing moves until it is confirmed ---
+  function moveMenu() {
+    return document.getElementById("move-menu");
+  }
+
+  function closeMoveMenu(returnFocus) {
+    const menu = moveMenu();
+    if (!menu || menu.hidden) return;
+    const card = menu.closest("[data-move-url]");
+    menu.hidden = true;
+    if (card) {
+      const button = card.querySelector("[data-move-toggle]");
+      button.setAttribute("aria-expanded", "false");
+      if (returnFocus) button.focus();
+    }
+  }
+
+  function openMoveMenu(button) {
+    const menu = moveMenu();
+    const card = button.closest("[data-move-url]");
+    closeMoveMenu(false);
+    card.appendChild(menu);
+    menu.querySelector("select").value = card.dataset.stage;
+    menu.hidden = false;
+    button.setAttribute("aria-expanded", "true");
+    menu.querySelector("select").focus();
   }
 
   function onClick(event) {
     const button = event.target.closest("[data-move-toggle]");
     if (button) {
-      toggleMoveMenu(button, button.getAttribute("aria-expanded") !== "true");
+      if (button.getAttribute("aria-expanded") === "true") closeMoveMenu(true);
+      else openMoveMenu(button);
       return;
     }
-    const cancel = event.target.closest("[data-move-cancel]");
-    if (cancel) {
-      const menu = cancel.closest(".move-menu");
-      toggleMoveMenu(document.querySelector('[aria-controls="' + menu.id + '"]'), false);
-    }
+    if (event.target.closest("[data-move-cancel]")) closeMoveMenu(true);
   }
 
   function onKeydown(event) {
-    if (event.key !== "Escape") return;
-    const menu = event.target.closest(".move-menu");
-    if (menu) toggleMoveMenu(document.querySelector('[aria-controls="' + menu.id + '"]'), false);
+    if (event.key === "Escape" && event.target.closest("#move-menu")) closeMoveMenu(true);
+  }
+
+  function onMoveSubmit(event) {
+    const menu = event.target;
+    if (menu.id !== "move-menu") return;
+    event.preventDefault();
+    const card = menu.closest("[data-move-url]");
+    moveCard(card, menu.querySelector("select").value);
+  }
+
+  function moveCard(card, stage) {
+    if (stage === card.dataset.stage) return;
+    focusKey = card.dataset.focusKey;
+    htmx.ajax("POST", card.dataset.moveUrl, { source: card, target: "#board", swap: "innerHTML", values: { stage: stage } });
   }
 
   // --- Board: drag a card onto another column ------------------------------------------------
@@ -141,14 +169,7 @@
     const card = dragged;
     dragged = null;
     card.classList.remove("dragging");
-    if (column.dataset.dropStage === card.dataset.stage) return;
-    focusKey = card.dataset.focusKey;
-    htmx.ajax("POST", card.dataset.moveUrl, {
-      source: card,
-      target: card.dataset.moveTarget,
-      swap: "innerHTML",
-      values: { stage: column.dataset.dropStage },
-    });
+    moveCard(card, column.dataset.dropStage);
   }
 
   function onDragEnd() {
@@ -161,6 +182,7 @@
     scheduleDismissals(document);
   });
   document.addEventListener("submit", dropEmptyFieldsOnSubmit);
+  document.addEventListener("submit", onMoveSubmit);
   document.addEventListener("click", onClick);
   document.addEventListener("keydown", onKeydown);
   document.addEventListener("dragstart", onDragStart);
