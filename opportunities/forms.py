@@ -7,6 +7,7 @@ from django.conf import settings
 
 from opportunities.choices import EMConfidence
 from opportunities.models import EngagementManager, Opportunity
+from psplan.widgets import PlainSelect
 
 
 class EngagementManagerField(forms.ModelChoiceField):
@@ -30,8 +31,9 @@ class PSFieldsForm(forms.Form):
         required=False,
         empty_label="Unassigned",
         label="Engagement manager",
+        widget=PlainSelect,
     )
-    em_confidence = forms.ChoiceField(choices=EMConfidence.choices, label="EM confidence")
+    em_confidence = forms.ChoiceField(widget=PlainSelect, choices=EMConfidence.choices, label="EM confidence")
     em_confidence_rationale = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2}), required=False, label="Rationale"
     )

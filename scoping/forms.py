@@ -5,6 +5,7 @@ from django.utils import timezone
 
 from opportunities.choices import Segment
 from opportunities.models import EngagementManager
+from psplan.widgets import PlainSelect
 from scoping.choices import EMStatus, Stage
 
 NONE_CHOICE = [("", "—")]
@@ -16,6 +17,8 @@ def _assignable_engagement_managers():
 
 class EngagementManagerChoiceField(forms.ModelChoiceField):
     """EMs by name; the value is the GitLab username that the filters and the API use too."""
+
+    widget = PlainSelect
 
     def __init__(self, **kwargs):
         kwargs.setdefault("label", "Engagement manager")
@@ -31,20 +34,26 @@ class EngagementManagerChoiceField(forms.ModelChoiceField):
 
 
 class StageForm(forms.Form):
-    stage = forms.ChoiceField(choices=Stage.choices, label="Stage")
+    stage = forms.ChoiceField(widget=PlainSelect, choices=Stage.choices, label="Stage")
 
 
 class EMStatusForm(forms.Form):
-    em_status = forms.ChoiceField(choices=NONE_CHOICE + EMStatus.choices, required=False, label="EM status")
+    em_status = forms.ChoiceField(
+        widget=PlainSelect, choices=NONE_CHOICE + EMStatus.choices, required=False, label="EM status"
+    )
 
 
 class IssueFieldsForm(forms.Form):
     """The EM's fields of one issue on its page; only what changed is written."""
 
-    stage = forms.ChoiceField(choices=Stage.choices, label="Stage")
-    segment = forms.ChoiceField(choices=NONE_CHOICE + Segment.choices, required=False, label="Segment")
+    stage = forms.ChoiceField(widget=PlainSelect, choices=Stage.choices, label="Stage")
+    segment = forms.ChoiceField(
+        widget=PlainSelect, choices=NONE_CHOICE + Segment.choices, required=False, label="Segment"
+    )
     engagement_manager = EngagementManagerChoiceField(required=False, empty_label="Unassigned")
-    em_status = forms.ChoiceField(choices=NONE_CHOICE + EMStatus.choices, required=False, label="EM status")
+    em_status = forms.ChoiceField(
+        widget=PlainSelect, choices=NONE_CHOICE + EMStatus.choices, required=False, label="EM status"
+    )
 
 
 class KeepOpenForm(forms.Form):
@@ -61,8 +70,14 @@ class KeepOpenForm(forms.Form):
 
 
 class TriageForm(forms.Form):
-    segment = forms.ChoiceField(choices=Segment.choices, label="Segment")
+    segment = forms.ChoiceField(widget=PlainSelect, choices=Segment.choices, label="Segment")
     engagement_manager = EngagementManagerChoiceField()
+
+    def __init__(self, *args, engagement_manager_choices: list[tuple[str, str]] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if engagement_manager_choices is not None:
+            # A page of rows shares one list instead of one query per row.
+            self.fields["engagement_manager"].choices = engagement_manager_choices
 
 
 class BulkTriageForm(forms.Form):
@@ -78,7 +93,7 @@ class BulkTriageForm(forms.Form):
 class UndoTriageForm(forms.Form):
     """What the issue had before it was triaged: empty means none."""
 
-    segment = forms.ChoiceField(choices=NONE_CHOICE + Segment.choices, required=False)
+    segment = forms.ChoiceField(widget=PlainSelect, choices=NONE_CHOICE + Segment.choices, required=False)
     engagement_manager = EngagementManagerChoiceField(required=False)
 
 

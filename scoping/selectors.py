@@ -26,10 +26,10 @@ from django.db.models import (
 )
 from django.db.models.functions import Cast, Coalesce, JSONObject
 
-from opportunities.models import EngagementManager, Opportunity, SalesforceWrite, TerritoryAssignment
+from opportunities.models import EngagementManager, SalesforceWrite, SyncRun, TerritoryAssignment
 from scoping import labels as label_rules
 from scoping.choices import Stage, WriteStatus
-from scoping.models import GitLabWrite, KeepOpenOverride, ScopingIssue
+from scoping.models import GitLabWrite, KeepOpenOverride, ScopingIssue, WebhookDelivery
 
 ISSUE_COLUMNS = (
     "iid",
@@ -198,14 +198,17 @@ def with_stage_entered_at(queryset: QuerySet[ScopingIssue]) -> QuerySet[ScopingI
 
 
 def data_version() -> str:
-    """Changes when anything a page shows may have changed: a sync, a webhook, an edit, a delivery."""
+    """Changes when anything a page shows may have changed: a sync run, a webhook, an edit, a delivery.
+
+    Every figure is read from an index (ids, indexed timestamps), so polling it stays cheap."""
     parts = [
-        ScopingIssue.objects.aggregate(synced=Max("synced_at"), activity=Max("last_activity_at")),
+        SyncRun.objects.aggregate(newest=Max("id"), finished=Max("finished_at")),
+        WebhookDelivery.objects.aggregate(newest=Max("id")),
+        ScopingIssue.objects.aggregate(activity=Max("last_activity_at")),
         GitLabWrite.objects.aggregate(newest=Max("id"), delivered=Max("delivered_at"), tried=Max("attempts")),
         SalesforceWrite.objects.aggregate(
             newest=Max("id"), delivered=Max("delivered_at"), tried=Max("attempts")
         ),
-        Opportunity.objects.aggregate(synced=Max("synced_at")),
         KeepOpenOverride.objects.aggregate(newest=Max("id")),
     ]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]

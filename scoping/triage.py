@@ -10,7 +10,6 @@ from django.db.models import Count, Q
 
 from opportunities.choices import AssignmentRole
 from opportunities.models import EngagementManager, Territory, TerritoryAssignment
-from scoping.choices import IssueState
 from scoping.models import ScopingIssue
 
 # The primary EM is "well above" the team when they carry this many more open issues than the median.
@@ -27,19 +26,20 @@ class Suggestion:
 
 
 def open_issue_counts() -> dict[int, int]:
-    """EM id → open scoping issues assigned to them, for every active EM linked to GitLab, in one query."""
-    rows = (
-        EngagementManager.objects.active()
-        .exclude(gitlab_username="")
-        .annotate(
-            open_issues=Count(
-                "scoping_issues",
-                filter=Q(scoping_issues__state=IssueState.OPENED, scoping_issues__removed_at__isnull=True),
-            )
-        )
-        .values_list("pk", "open_issues")
+    """EM id → open scoping issues assigned to them, for every active EM linked to GitLab.
+
+    Counted from the open issues (an index on state), not by joining every issue to every EM."""
+    assignable = EngagementManager.objects.active().exclude(gitlab_username="").values_list("pk", flat=True)
+    counts = dict.fromkeys(assignable, 0)
+    open_per_em = (
+        ScopingIssue.objects.open()
+        .filter(engagement_manager__in=list(counts))
+        .order_by()
+        .values_list("engagement_manager")
+        .annotate(total=Count("pk"))
     )
-    return dict(rows)
+    counts.update(open_per_em)
+    return counts
 
 
 @dataclass

@@ -284,22 +284,24 @@ def set_em_status(request, iid: int):
 def _triage_rows(issues: list[ScopingIssue]) -> list[dict]:
     now = timezone.now()
     suggestions = suggest(issues)
+    choices = [("", "---------"), *((em.gitlab_username, em.name) for em in _engagement_managers())]
     return [
         {
             "issue": issue,
             "suggestion": suggestions[issue.pk],
-            "form": _triage_form(issue, suggestions[issue.pk]),
+            "form": _triage_form(issue, suggestions[issue.pk], choices),
             "overdue": is_overdue(issue, as_of=now),
         }
         for issue in issues
     ]
 
 
-def _triage_form(issue: ScopingIssue, suggestion) -> TriageForm:
+def _triage_form(issue: ScopingIssue, suggestion, choices: list[tuple[str, str]]) -> TriageForm:
     em = suggestion.engagement_manager
     return TriageForm(
         initial={"segment": suggestion.segment, "engagement_manager": em.gitlab_username if em else None},
         auto_id=f"id_triage_{issue.iid}_%s",
+        engagement_manager_choices=choices,
     )
 
 

@@ -6,12 +6,13 @@ fixed number of rows, so a page stays small with 20,000 issues.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, F, Q, QuerySet, Window
-from django.db.models.functions import RowNumber
+from django.db.models import Count, DecimalField, F, Q, QuerySet, Window
+from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 
 from opportunities.choices import EMConfidence
@@ -32,13 +33,52 @@ CLOSING_SOON = timedelta(days=30)
 CLOSED_STAGES = (Stage.CLOSED_WON, Stage.CLOSED_LOST, Stage.CLOSED)
 
 
-def card_issues(queryset: QuerySet[ScopingIssue], *, as_of: datetime) -> QuerySet[ScopingIssue]:
-    """Issues with what a card shows: EM, opportunity and account, staleness, write state, stage age."""
-    return with_stage_entered_at(
-        with_write_state(
-            queryset.select_related("engagement_manager", "opportunity__account").with_staleness(as_of=as_of)
-        )
-    )
+@dataclass(frozen=True)
+class Card:
+    """What a board card shows, read in the same query as the board (no model instances per card)."""
+
+    pk: int
+    iid: int
+    title: str
+    stage: str
+    em_status: str
+    engagement_manager_id: int | None
+    em_name: str | None
+    account_name: str | None
+    opportunity_name: str | None
+    ps_amount: Decimal | None
+    em_confidence: str | None
+    stale_now: bool
+    going_stale_now: bool
+    write_state: str
+    stage_entered_at: datetime
+
+
+_CARD_RELATED = {
+    "em_name": F("engagement_manager__name"),
+    "account_name": F("opportunity__account__name"),
+    "opportunity_name": F("opportunity__name"),
+    "em_confidence": F("opportunity__em_confidence"),
+    # CONTRACT.md's PS amount, as opportunities.selectors.ps_amount computes it, through the link.
+    "ps_amount": Coalesce(
+        "opportunity__proserv_amount",
+        "opportunity__ps_value",
+        "opportunity__amount",
+        output_field=DecimalField(max_digits=16, decimal_places=2),
+    ),
+}
+# The card's own columns and with_card_facts' annotations: every other field of Card.
+_CARD_FIELDS = tuple(f.name for f in fields(Card) if f.name not in _CARD_RELATED)
+
+
+def with_card_facts(queryset: QuerySet[ScopingIssue], *, as_of: datetime) -> QuerySet[ScopingIssue]:
+    """Staleness, write-back state and stage age, annotated for cards and lists."""
+    return with_stage_entered_at(with_write_state(queryset.with_staleness(as_of=as_of)))
+
+
+def cards(queryset: QuerySet[ScopingIssue]) -> list[Card]:
+    """The cards of issues annotated by with_card_facts, from one values() query."""
+    return [Card(**row) for row in queryset.values(*_CARD_FIELDS, **_CARD_RELATED)]
 
 
 def board_issues(*, as_of: datetime) -> QuerySet[ScopingIssue]:
@@ -51,7 +91,7 @@ def board_issues(*, as_of: datetime) -> QuerySet[ScopingIssue]:
 @dataclass
 class Column:
     stage: Stage
-    cards: list[ScopingIssue] = field(default_factory=list)
+    cards: list[Card] = field(default_factory=list)
     total: int = 0
 
     @property
@@ -98,8 +138,8 @@ def em_board(engagement_manager: EngagementManager, *, as_of: datetime) -> list[
     issues = board_issues(as_of=as_of).for_em(engagement_manager)
     totals = _counts(issues, "stage")
     columns = {stage: Column(stage, total=totals.get((stage.value,), 0)) for stage in Stage}
-    for issue in _capped(card_issues(issues, as_of=as_of), cap=COLUMN_CAP, partition=[F("stage")]):
-        columns[Stage(issue.stage)].cards.append(issue)
+    for card in cards(_capped(with_card_facts(issues, as_of=as_of), cap=COLUMN_CAP, partition=[F("stage")])):
+        columns[Stage(card.stage)].cards.append(card)
     return list(columns.values())
 
 
@@ -108,26 +148,28 @@ def swimlanes(page_number: str | int | None, *, as_of: datetime) -> tuple[Page, 
     issues = board_issues(as_of=as_of)
     totals = _counts(issues, "engagement_manager", "stage")
     em_ids = {em_id for em_id, _stage in totals}
-    names = dict(EngagementManager.objects.filter(pk__in=em_ids - {None}).values_list("pk", "name"))
-    lane_ids = sorted(em_ids, key=lambda em_id: (em_id is not None, names.get(em_id, "")))
+    people = EngagementManager.objects.filter(pk__in=em_ids - {None}).only("pk", "name", "gitlab_username")
+    by_id = {em.pk: em for em in people}
+    lane_ids = sorted(em_ids, key=lambda em_id: (em_id is not None, by_id[em_id].name if em_id else ""))
     page = Paginator(lane_ids, LANES_PER_PAGE).get_page(page_number)
     on_page = list(page.object_list)
     lanes = {
-        em_id: Lane(None, [Column(stage, total=totals.get((em_id, stage.value), 0)) for stage in Stage])
+        em_id: Lane(
+            by_id.get(em_id), [Column(stage, total=totals.get((em_id, stage.value), 0)) for stage in Stage]
+        )
         for em_id in on_page
     }
     in_lanes = Q(engagement_manager__in=[i for i in on_page if i]) | (
         Q(engagement_manager__isnull=True) if None in on_page else Q(pk__in=[])
     )
-    cards = _capped(
-        card_issues(issues.filter(in_lanes), as_of=as_of),
+    capped = _capped(
+        with_card_facts(issues.filter(in_lanes), as_of=as_of),
         cap=LANE_CELL_CAP,
         partition=[F("engagement_manager"), F("stage")],
     )
-    for issue in cards:
-        lane = lanes[issue.engagement_manager_id]
-        lane.engagement_manager = issue.engagement_manager
-        lane.columns[list(Stage).index(Stage(issue.stage))].cards.append(issue)
+    stage_index = {stage.value: n for n, stage in enumerate(Stage)}
+    for card in cards(capped):
+        lanes[card.engagement_manager_id].columns[stage_index[card.stage]].cards.append(card)
     return page, [lanes[em_id] for em_id in on_page]
 
 
@@ -144,6 +186,11 @@ def triage_page(page_number: str | int | None) -> Page:
 def is_overdue(issue: ScopingIssue, *, as_of: datetime) -> bool:
     """The team answers a new scoping issue within 24 hours of its creation."""
     return issue.created_at < as_of - FIRST_TOUCH
+
+
+def _listed(queryset: QuerySet[ScopingIssue]) -> list[ScopingIssue]:
+    """The first issues of a "My work" list, with their opportunity and write-back state."""
+    return list(with_write_state(queryset.select_related("opportunity__account"))[:MY_WORK_CAP])
 
 
 @dataclass
@@ -180,17 +227,9 @@ def my_work(engagement_manager: EngagementManager, user, *, as_of: datetime) -> 
     )
     failed = failed_writes_for(engagement_manager=engagement_manager, user=user)
     return MyWork(
-        untriaged=list(
-            card_issues(untriaged.distinct(), as_of=as_of).order_by("created_at", "pk")[:MY_WORK_CAP]
-        ),
-        going_stale=list(
-            card_issues(mine.going_stale(as_of=as_of), as_of=as_of).order_by("last_activity_at")[:MY_WORK_CAP]
-        ),
-        to_do=list(
-            card_issues(mine.open().filter(em_status=EMStatus.TODO), as_of=as_of).order_by(
-                "last_activity_at"
-            )[:MY_WORK_CAP]
-        ),
+        untriaged=_listed(untriaged.distinct().order_by("created_at", "pk")),
+        going_stale=_listed(mine.going_stale(as_of=as_of).order_by("last_activity_at")),
+        to_do=_listed(mine.open().filter(em_status=EMStatus.TODO).order_by("last_activity_at")),
         closing_opportunities=list(closing[:MY_WORK_CAP]),
         failed_gitlab=list(failed["gitlab"][:MY_WORK_CAP]),
         failed_salesforce=list(failed["salesforce"][:MY_WORK_CAP]),

@@ -1,0 +1,38 @@
+"""A <select> rendered without the template engine: pages like triage show dozens of them with 60 options."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from django import forms
+from django.forms.utils import flatatt
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+
+@lru_cache(maxsize=256)
+def _options(choices: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    """Each option's escaped markup, built once for a list of choices that many selects share."""
+    return tuple(format_html('<option value="{}">{}</option>', value, label) for value, label in choices)
+
+
+class PlainSelect(forms.Select):
+    """Same markup as Django's Select for flat choices, built in Python: far cheaper on long pages."""
+
+    def render(self, name, value, attrs=None, renderer=None):
+        choices = tuple((str(v), str(label)) for v, label in self._flat_choices())
+        options = list(_options(choices))
+        selected = "" if value is None else str(value)
+        for index, (option_value, _label) in enumerate(choices):
+            if option_value == selected:
+                options[index] = options[index].replace('">', '" selected>', 1)
+                break
+        final = flatatt(self.build_attrs(self.attrs, attrs))
+        return format_html('<select name="{}"{}>{}</select>', name, final, mark_safe("".join(options)))
+
+    def _flat_choices(self):
+        for option_value, label in self.choices:
+            if isinstance(label, (list, tuple)):
+                yield from label
+            else:
+                yield ("" if option_value is None else getattr(option_value, "value", option_value), label)
