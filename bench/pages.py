@@ -202,7 +202,7 @@ def add_issues(count: int, *, first: int, closed: bool) -> None:
                 updated_at=active,
                 last_activity_at=active,
                 closed_at=now - timedelta(days=n % 720) if closed else None,
-                engagement_manager=None if untriaged and n % 20 == 0 else ems[n % len(ems)],
+                engagement_manager=None if untriaged and n % 20 == 10 else ems[n % len(ems)],
                 opportunity=opportunity,
                 **derived_label_fields(labels=labels, state=state),
             )
@@ -258,16 +258,15 @@ def shown_rows(name: str, response):
             "created_at", "add_labels", "status", "note", "issue__iid", "issue__title", "issue__stage"
         )
     if name == "all_ems_board":
-        issues = [card for lane in context["lanes"] for column in lane.columns for card in column.cards]
+        iids = [card.iid for lane in context["lanes"] for column in lane.columns for card in column.cards]
     elif name == "em_board":
-        issues = [card for column in context["columns"] for card in column.cards]
+        iids = [card.iid for column in context["columns"] for card in column.cards]
     elif name == "triage":
-        issues = [row["issue"] for row in context["rows"]]
+        iids = [row.issue.iid for row in context["rows"]]
     else:
         work = context["work"]
-        issues = [*work.untriaged, *work.going_stale, *work.to_do]
-    pks = [issue.pk for issue in issues]
-    return lambda: ScopingIssue.objects.filter(pk__in=pks).values(*ISSUE_FIELDS)
+        iids = [item.iid for item in (*work.untriaged, *work.going_stale, *work.to_do)]
+    return lambda: ScopingIssue.objects.filter(iid__in=iids).values(*ISSUE_FIELDS)
 
 
 # --- Measuring ---------------------------------------------------------------------------------------

@@ -73,12 +73,6 @@ class TriageForm(forms.Form):
     segment = forms.ChoiceField(widget=PlainSelect, choices=Segment.choices, label="Segment")
     engagement_manager = EngagementManagerChoiceField()
 
-    def __init__(self, *args, engagement_manager_choices: list[tuple[str, str]] | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        if engagement_manager_choices is not None:
-            # A page of rows shares one list instead of one query per row.
-            self.fields["engagement_manager"].choices = engagement_manager_choices
-
 
 class BulkTriageForm(forms.Form):
     iid = forms.TypedMultipleChoiceField(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -15,7 +14,6 @@ from django.db.models import (
     Exists,
     F,
     JSONField,
-    Max,
     OuterRef,
     Q,
     QuerySet,
@@ -197,18 +195,15 @@ def with_stage_entered_at(queryset: QuerySet[ScopingIssue]) -> QuerySet[ScopingI
     return queryset.annotate(stage_entered_at=Coalesce(Subquery(latest_move), F("created_at")))
 
 
-def data_version() -> str:
-    """Changes when anything a page shows may have changed: a sync run, a webhook, an edit, a delivery.
-
-    Every figure is read from an index (ids, indexed timestamps), so polling it stays cheap."""
-    parts = [
-        SyncRun.objects.aggregate(newest=Max("id"), finished=Max("finished_at")),
-        WebhookDelivery.objects.aggregate(newest=Max("id")),
-        ScopingIssue.objects.aggregate(activity=Max("last_activity_at")),
-        GitLabWrite.objects.aggregate(newest=Max("id"), delivered=Max("delivered_at"), tried=Max("attempts")),
-        SalesforceWrite.objects.aggregate(
-            newest=Max("id"), delivered=Max("delivered_at"), tried=Max("attempts")
-        ),
-        KeepOpenOverride.objects.aggregate(newest=Max("id")),
-    ]
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+def changed_since(moment: datetime) -> bool:
+    """Whether anything a page shows may have changed after `moment`: a sync run, a webhook, an edit,
+    a delivery. Each check reads an indexed or small table and stops at the first hit."""
+    checks = (
+        SyncRun.objects.filter(finished_at__gt=moment),
+        WebhookDelivery.objects.filter(received_at__gt=moment),
+        ScopingIssue.objects.filter(last_activity_at__gt=moment),
+        GitLabWrite.objects.filter(Q(created_at__gt=moment) | Q(delivered_at__gt=moment)),
+        SalesforceWrite.objects.filter(Q(created_at__gt=moment) | Q(delivered_at__gt=moment)),
+        KeepOpenOverride.objects.filter(set_at__gt=moment),
+    )
+    return any(check.exists() for check in checks)

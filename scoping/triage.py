@@ -24,6 +24,11 @@ class Suggestion:
     candidates: tuple[tuple[EngagementManager, int], ...] = field(default=())
     """The EMs who cover the territory or segment, with their open load, least loaded first."""
 
+    @property
+    def load_text(self) -> str:
+        """The five least-loaded candidates, e.g. "Priya Raman 2 · Tom Becker 9"."""
+        return " · ".join(f"{em.name} {load}" for em, load in self.candidates[:5])
+
 
 def open_issue_counts() -> dict[int, int]:
     """EM id → open scoping issues assigned to them, for every active EM linked to GitLab.

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
@@ -7,6 +9,7 @@ from django.db.models import Count, Q
 from django.http import HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
 from opportunities.choices import SyncKind
@@ -28,7 +31,7 @@ from scoping.forms import (
 )
 from scoping.history import issue_timeline
 from scoping.models import DigestSubscription, GitLabWrite, ScopingIssue, WebhookDelivery
-from scoping.selectors import data_version, undelivered_changes, with_write_state
+from scoping.selectors import changed_since, undelivered_changes, with_write_state
 from scoping.services import (
     set_issue_em_status,
     set_issue_engagement_manager,
@@ -38,7 +41,7 @@ from scoping.services import (
 )
 from scoping.sync import lock_holder
 from scoping.triage import suggest
-from scoping.workspace import em_board, is_overdue, my_work, swimlanes, triage_page
+from scoping.workspace import FIRST_TOUCH, TriageRow, em_board, my_work, swimlanes, triage_page, triage_rows
 
 ISSUES_PER_PAGE = 50
 
@@ -78,7 +81,7 @@ def issue_list(request):
         "page": page,
         "engagement_managers": _engagement_managers(),
         "query_without_page": _query_without(request.GET, "page"),
-        "live_version": data_version(),
+        "live_since": timezone.now(),
     }
     template = "scoping/_issue_table.html" if request.htmx else "scoping/issue_list.html"
     return render(request, template, context)
@@ -240,7 +243,7 @@ def board(request, *, after_action: bool = False):
         "stages": Stage,
         "now": now,
         "oob_messages": after_action,
-        "live_version": data_version(),
+        "live_since": timezone.now(),
         "columns": None,
         "lanes": None,
     }
@@ -281,28 +284,10 @@ def set_em_status(request, iid: int):
 # --- Triage ----------------------------------------------------------------------------------------
 
 
-def _triage_rows(issues: list[ScopingIssue]) -> list[dict]:
-    now = timezone.now()
-    suggestions = suggest(issues)
-    choices = [("", "---------"), *((em.gitlab_username, em.name) for em in _engagement_managers())]
-    return [
-        {
-            "issue": issue,
-            "suggestion": suggestions[issue.pk],
-            "form": _triage_form(issue, suggestions[issue.pk], choices),
-            "overdue": is_overdue(issue, as_of=now),
-        }
-        for issue in issues
-    ]
-
-
-def _triage_form(issue: ScopingIssue, suggestion, choices: list[tuple[str, str]]) -> TriageForm:
-    em = suggestion.engagement_manager
-    return TriageForm(
-        initial={"segment": suggestion.segment, "engagement_manager": em.gitlab_username if em else None},
-        auto_id=f"id_triage_{issue.iid}_%s",
-        engagement_manager_choices=choices,
-    )
+def _triage_rows(issues: list[ScopingIssue], *, posted: TriageForm | None = None) -> list[TriageRow]:
+    """Rows with their suggestion preselected; a refused form keeps what was posted and its errors."""
+    em_choices = (("", "---------"), *((em.gitlab_username, em.name) for em in _engagement_managers()))
+    return triage_rows(issues, em_choices=em_choices, as_of=timezone.now(), posted=posted)
 
 
 def _triage_context(request, **extra) -> dict:
@@ -311,6 +296,7 @@ def _triage_context(request, **extra) -> dict:
         "page": page,
         "rows": _triage_rows(list(page.object_list)),
         "waiting": page.paginator.count,
+        "live_since": timezone.now(),
         **extra,
     }
 
@@ -343,9 +329,9 @@ def _triage_answer(request, template: str, context: dict, *, status: int = 200) 
 def triage_issue(request, iid: int):
     """Label the segment and assign the EM in one step; the row confirms, with undo."""
     issue = get_object_or_404(ScopingIssue.objects.current(), iid=iid)
-    form = TriageForm(request.POST, auto_id=f"id_triage_{iid}_%s")
+    form = TriageForm(request.POST)
     if not form.is_valid():
-        row = {**_triage_rows([issue])[0], "form": form}
+        row = _triage_rows([issue], posted=form)[0]
         return render(request, "scoping/_triage_row.html", {"row": row}, status=400)
     done = _triage_one(issue, **form.cleaned_data, actor=request.user)
     messages.success(request, f"#{issue.iid} triaged to {done['engagement_manager'].name}.")
@@ -430,7 +416,7 @@ def my_work_page(request):
             initial={"weekly": DigestSubscription.objects.filter(user=request.user).exists()}
         ),
         "own_page": engagement_manager is not None and engagement_manager.user_id == request.user.pk,
-        "now": now,
+        "overdue_before": now - FIRST_TOUCH,
     }
     return render(request, "scoping/my_work.html", context)
 
@@ -454,11 +440,20 @@ def weekly_digest(request):
 
 @require_GET
 def changes(request):
-    """204 while nothing changed since `since`; else the new version, and an event the lists refresh on."""
-    version = data_version()
-    if request.GET.get("since") == version:
+    """204 while nothing changed since `since`; else a new `since`, and an event the lists refresh on."""
+    now = timezone.now()
+    since = _moment(request.GET.get("since", ""))
+    if since is not None and not changed_since(since):
         return HttpResponse(status=204)
-    response = render(request, "includes/_live.html", {"version": version, "oob": True})
-    if request.GET.get("since"):
+    response = render(request, "includes/_live.html", {"since": now, "oob": True})
+    if since is not None:
         response["HX-Trigger"] = "psplan-changed"
     return response
+
+
+def _moment(text: str) -> datetime | None:
+    try:
+        moment = parse_datetime(text)
+    except ValueError:
+        return None
+    return moment if moment is not None and moment.tzinfo is not None else None

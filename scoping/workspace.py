@@ -10,16 +10,21 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django import forms
+from django.conf import settings
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, DecimalField, F, Q, QuerySet, Window
+from django.db.models import Count, DecimalField, F, Q, QuerySet, Value, Window
 from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 
-from opportunities.choices import EMConfidence
+from opportunities.choices import EMConfidence, Segment
 from opportunities.models import EngagementManager, Opportunity
+from psplan.fiscal import add_months
+from psplan.widgets import select_html
 from scoping.choices import EMStatus, IssueState, Stage
 from scoping.models import ScopingIssue
 from scoping.selectors import failed_writes_for, with_stage_entered_at, with_write_state
+from scoping.triage import Suggestion, suggest
 
 RECENTLY_CLOSED = timedelta(days=90)
 COLUMN_CAP = 25
@@ -188,16 +193,98 @@ def is_overdue(issue: ScopingIssue, *, as_of: datetime) -> bool:
     return issue.created_at < as_of - FIRST_TOUCH
 
 
-def _listed(queryset: QuerySet[ScopingIssue]) -> list[ScopingIssue]:
-    """The first issues of a "My work" list, with their opportunity and write-back state."""
-    return list(with_write_state(queryset.select_related("opportunity__account"))[:MY_WORK_CAP])
+@dataclass(frozen=True)
+class TriageRow:
+    issue: ScopingIssue
+    suggestion: Suggestion
+    overdue: bool
+    age: str
+    segment: str
+    engagement_manager: str
+    segment_select: str
+    engagement_manager_select: str
+    errors: tuple[str, ...] = ()
+
+
+_SEGMENT_CHOICES = tuple((str(value), str(label)) for value, label in Segment.choices)
+
+
+def triage_rows(
+    issues: list[ScopingIssue], *, em_choices: tuple, as_of: datetime, posted: forms.Form | None = None
+) -> list[TriageRow]:
+    """Each issue with its suggestion preselected (or what a refused form posted, with its errors)."""
+    suggestions = suggest(issues)
+    rows = []
+    for issue in issues:
+        suggestion = suggestions[issue.pk]
+        em = suggestion.engagement_manager
+        segment = posted.data.get("segment", "") if posted else suggestion.segment
+        username = posted.data.get("engagement_manager", "") if posted else (em.gitlab_username if em else "")
+        rows.append(
+            TriageRow(
+                issue=issue,
+                suggestion=suggestion,
+                overdue=is_overdue(issue, as_of=as_of),
+                age=_age(issue.created_at, as_of),
+                segment=segment,
+                engagement_manager=username,
+                segment_select=select_html(
+                    "segment", _SEGMENT_CHOICES, segment, id=f"id_triage_{issue.iid}_segment"
+                ),
+                engagement_manager_select=select_html(
+                    "engagement_manager", em_choices, username, id=f"id_triage_{issue.iid}_engagement_manager"
+                ),
+                errors=tuple(
+                    message for errors in (posted.errors.values() if posted else ()) for message in errors
+                ),
+            )
+        )
+    return rows
+
+
+def _age(moment: datetime, as_of: datetime) -> str:
+    hours = int((as_of - moment).total_seconds() // 3600)
+    return f"{hours} h" if hours < 48 else f"{hours // 24} d"
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One line of a "My work" list."""
+
+    iid: int
+    title: str
+    stage: str
+    place: str
+    created_at: datetime
+    last_activity_at: datetime
+
+    @property
+    def stage_label(self) -> str:
+        return Stage(self.stage).label
+
+    @property
+    def goes_stale_at(self) -> datetime:
+        return add_months(self.last_activity_at, settings.PSPLAN_STALE_AFTER_MONTHS)
+
+
+def _listed(queryset: QuerySet[ScopingIssue]) -> list[WorkItem]:
+    """The first issues of a "My work" list, from one values() query."""
+    rows = queryset.values(
+        "iid",
+        "title",
+        "stage",
+        "created_at",
+        "last_activity_at",
+        place=Coalesce("opportunity__account__name", "opportunity__name", Value("")),
+    )[:MY_WORK_CAP]
+    return [WorkItem(**row) for row in rows]
 
 
 @dataclass
 class MyWork:
-    untriaged: list[ScopingIssue]
-    going_stale: list[ScopingIssue]
-    to_do: list[ScopingIssue]
+    untriaged: list[WorkItem]
+    going_stale: list[WorkItem]
+    to_do: list[WorkItem]
     closing_opportunities: list[Opportunity]
     failed_gitlab: list
     failed_salesforce: list

@@ -204,9 +204,9 @@ def test_triage_suggests_the_primary_em_of_the_account_territory_and_preselects_
     _new_issue(_territory_with(primary), labels=[SC, "Open"])
     response = reader_client.get("/triage/")
     (row,) = response.context["rows"]
-    assert (row["suggestion"].engagement_manager, row["suggestion"].segment) == (primary, Segment.ENT_EMEA)
-    assert row["form"]["engagement_manager"].value() == "tbecker"
-    assert row["form"]["segment"].value() == Segment.ENT_EMEA
+    assert (row.suggestion.engagement_manager, row.suggestion.segment) == (primary, Segment.ENT_EMEA)
+    assert row.engagement_manager == "tbecker"
+    assert row.segment == Segment.ENT_EMEA
     assert "Primary for EMEA - Enterprise - DACH" in response.content.decode()
 
 
@@ -215,8 +215,8 @@ def test_an_issue_already_assigned_keeps_its_em_as_the_suggestion(reader_client)
     primary = EngagementManagerFactory()
     _new_issue(_territory_with(primary), engagement_manager=assigned, labels=[SC, "Open"])
     (row,) = reader_client.get("/triage/").context["rows"]
-    assert row["suggestion"].engagement_manager == assigned
-    assert row["form"]["engagement_manager"].value() == "assigned"
+    assert row.suggestion.engagement_manager == assigned
+    assert row.engagement_manager == "assigned"
 
 
 def test_a_primary_well_above_the_median_gives_way_to_the_least_loaded_em_of_the_segment(reader_client):
@@ -229,8 +229,8 @@ def test_a_primary_well_above_the_median_gives_way_to_the_least_loaded_em_of_the
     _new_issue(_territory_with(primary, backup))
     response = reader_client.get("/triage/")
     (row,) = response.context["rows"]
-    assert row["suggestion"].engagement_manager == same_segment
-    assert [(em.name, load) for em, load in row["suggestion"].candidates] == [
+    assert row.suggestion.engagement_manager == same_segment
+    assert [(em.name, load) for em, load in row.suggestion.candidates] == [
         ("Same Segment", 1),
         ("Backup", 3),
         ("Primary", 8),
@@ -245,7 +245,7 @@ def test_suggestions_spread_over_the_queue_instead_of_piling_on_one_backup(reade
     for _ in range(6):
         _new_issue(territory)
     rows = reader_client.get("/triage/").context["rows"]
-    chosen = [row["suggestion"].engagement_manager for row in rows]
+    chosen = [row.suggestion.engagement_manager for row in rows]
     assert chosen.count(backup_a) == chosen.count(backup_b) == 3
 
 
@@ -254,12 +254,12 @@ def test_the_queue_is_oldest_first_paginated_and_marks_issues_past_24_hours(read
     for n in range(TRIAGE_PER_PAGE + 1):
         ScopingIssueFactory(title=f"issue {n}", created_at=now - timedelta(hours=2 + n), labels=[SC, "Open"])
     first = reader_client.get("/triage/")
-    titles = [row["issue"].title for row in first.context["rows"]]
+    titles = [row.issue.title for row in first.context["rows"]]
     assert titles[0] == f"issue {TRIAGE_PER_PAGE}" and len(titles) == TRIAGE_PER_PAGE
-    assert [row["overdue"] for row in first.context["rows"]][-1] is False
+    assert [row.overdue for row in first.context["rows"]][-1] is False
     assert first.content.decode().count(">overdue<") == 4  # created 24 to 27 hours ago
     second = reader_client.get("/triage/?page=2")
-    assert [row["issue"].title for row in second.context["rows"]] == ["issue 0"]
+    assert [row.issue.title for row in second.context["rows"]] == ["issue 0"]
 
 
 def test_triaging_confirms_with_undo_updates_the_count_and_writes_to_gitlab(em_client):
@@ -292,7 +292,7 @@ def test_undo_puts_the_issue_back_in_the_queue(em_client):
     assert 'id="triage-count" hx-swap-oob="true">1 waiting' in response.content.decode()
     issue.refresh_from_db()
     assert (issue.segment, issue.engagement_manager) == ("", None)
-    assert [row["issue"] for row in em_client.get("/triage/").context["rows"]] == [issue]
+    assert [row.issue for row in em_client.get("/triage/").context["rows"]] == [issue]
 
 
 def test_bulk_accept_triages_the_selected_rows_with_their_suggestions(em_client):
@@ -304,7 +304,7 @@ def test_bulk_accept_triages_the_selected_rows_with_their_suggestions(em_client)
     assert "1 issue triaged as suggested." in response.content.decode()
     picked.refresh_from_db()
     assert (picked.engagement_manager, picked.segment) == (primary, Segment.ENT_EMEA)
-    assert [row["issue"] for row in em_client.get("/triage/").context["rows"]] == [left]
+    assert [row.issue for row in em_client.get("/triage/").context["rows"]] == [left]
 
 
 def test_bulk_accept_without_a_selection_says_so_and_changes_nothing(em_client):

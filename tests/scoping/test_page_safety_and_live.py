@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from opportunities.templatetags.outside import is_web_url
 from scoping.models import GitLabWrite
@@ -89,14 +91,21 @@ def test_htmx_is_told_not_to_inject_its_indicator_style_nor_to_eval(reader_clien
 
 @pytest.mark.django_db
 def test_changes_answers_204_until_something_changes_then_tells_the_lists(em_client):
-    issue = ScopingIssueFactory(labels=[SC, "Open"])
-    first = em_client.get("/changes/")
-    version = re.search(r"since=(\w+)", first.content.decode()).group(1)
-    assert em_client.get(f"/changes/?since={version}").status_code == 204
+    issue = ScopingIssueFactory(labels=[SC, "Open"], last_activity_at=timezone.now() - timedelta(days=1))
+    page = em_client.get("/issues/").content.decode()
+    since = re.search(r"since=([^\"]+)", page).group(1)
+    assert em_client.get(f"/changes/?since={since}").status_code == 204
     em_client.post(f"/issues/{issue.iid}/em-status/", {"em_status": "ToDo"}, headers={"HX-Request": "true"})
-    changed = em_client.get(f"/changes/?since={version}")
+    changed = em_client.get(f"/changes/?since={since}")
     assert changed.status_code == 200 and changed["HX-Trigger"] == "psplan-changed"
-    assert f"since={version}" not in changed.content.decode()
+    assert f"since={since}" not in changed.content.decode()
+
+
+@pytest.mark.django_db
+def test_changes_without_a_valid_since_only_hands_out_one(em_client):
+    response = em_client.get("/changes/?since=%00nonsense")
+    assert response.status_code == 200 and "HX-Trigger" not in response
+    assert "since=" in response.content.decode()
 
 
 @pytest.mark.django_db
