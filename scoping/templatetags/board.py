@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from urllib.parse import urlencode
 
 from django import template
 from django.contrib.humanize.templatetags.humanize import intcomma
@@ -13,7 +14,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from scoping.choices import EMStatus
-from scoping.workspace import Card
+from scoping.workspace import Card, Column
 
 register = template.Library()
 
@@ -30,6 +31,7 @@ class _Links:
     detail: str
     move: str
     em_status: str
+    issue_list: str
 
 
 @lru_cache(maxsize=64)
@@ -41,6 +43,43 @@ def _links(board_query: str) -> _Links:
         detail=pattern("scoping:issue-detail"),
         move=f"{pattern('scoping:move-issue')}?{board_query}",
         em_status=f"{pattern('scoping:set-em-status')}?{board_query}",
+        issue_list=reverse("scoping:issue-list"),
+    )
+
+
+@register.simple_tag(takes_context=True)
+def board_column(context, column: Column, engagement_manager=None) -> SafeString:
+    """A column: collapsed when empty or closed (it still takes a dropped card), capped, with "show more"."""
+    cards = [issue_card(context, card) for card in column.cards] or [
+        mark_safe('<p class="muted empty-column">Nothing here</p>')
+    ]
+    return format_html(
+        '<details class="column{}" data-drop-stage="{}"{}><summary><span class="column-name">{}</span> '
+        '<span class="count-badge">{}</span>{}</summary><div class="cards-list">{}{}</div></details>',
+        " closed-column" if column.closed else "",
+        column.stage.value,
+        "" if column.collapsed else mark_safe(" open"),
+        column.stage.label,
+        column.total,
+        mark_safe(' <small class="muted">last 90 days</small>') if column.closed else "",
+        mark_safe("".join(cards)),
+        _show_more(column, engagement_manager, _links(context.get("board_query", ""))),
+    )
+
+
+def _show_more(column: Column, engagement_manager, links: _Links) -> SafeString:
+    if not column.hidden:
+        return mark_safe("")
+    query = {"stage": column.stage.value}
+    if engagement_manager is not None:
+        query["engagement_manager"] = engagement_manager.gitlab_username
+    if not column.closed:
+        query["state"] = "opened"
+    return format_html(
+        '<a class="show-more" href="{}?{}">Show {} more</a>',
+        links.issue_list,
+        urlencode(query),
+        column.hidden,
     )
 
 

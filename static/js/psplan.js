@@ -42,14 +42,20 @@
   let focusKey = null;
 
   function rememberFocus(event) {
-    const keyed = event.detail.elt.closest("[data-focus-key]");
+    // A live refresh keeps focus where the user is; an action keeps it on what it changed.
+    const from = isLiveRefresh(event) ? document.activeElement : event.detail.elt;
+    const keyed = from && from.closest && from.closest("[data-focus-key]");
     if (keyed) focusKey = keyed.dataset.focusKey;
+  }
+
+  function isLiveRefresh(event) {
+    const trigger = event.detail.requestConfig && event.detail.requestConfig.triggeringEvent;
+    return Boolean(trigger && trigger.type === "psplan-changed");
   }
 
   // A live refresh never pulls the content from under an open menu, a ticked row or a field being edited.
   function holdRefreshWhileEditing(event) {
-    const trigger = event.detail.requestConfig && event.detail.requestConfig.triggeringEvent;
-    if (!trigger || trigger.type !== "psplan-changed") return;
+    if (!isLiveRefresh(event)) return;
     const target = event.detail.target;
     const busy = target.querySelector("#move-menu:not([hidden]), input[type=checkbox]:checked") ||
       (target.contains(document.activeElement) && document.activeElement.matches("input, select, textarea"));

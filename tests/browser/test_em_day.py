@@ -124,7 +124,8 @@ def test_an_em_drags_a_card_and_moves_another_by_keyboard(signed_in_page, live_s
     card.get_by_role("button", name="Move here").click()
     moved = page.locator(f"[data-drop-stage='Approved'] [data-iid='{em_day['keys']}']")
     moved.wait_for()
-    assert page.evaluate("document.activeElement.closest('[data-iid]')?.dataset.iid") == str(em_day["keys"])
+    focus_on_card = "iid => document.activeElement.closest('[data-iid]')?.dataset.iid === String(iid)"
+    page.wait_for_function(focus_on_card, arg=em_day["keys"], timeout=2_000)
     assert eventually(lambda: "proposal::Approved" in em_day["gitlab"].issue(em_day["keys"])["labels"])
     assert page.get_by_role("status").filter(has_text="moved to Approved").count() == 1
 
