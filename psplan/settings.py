@@ -301,7 +301,9 @@ PSPLAN_BASE_URL = _env_url("PSPLAN_BASE_URL", "http://127.0.0.1:8000", schemes=(
 try:
     vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 except (ValueError, KeyError) as exc:
-    raise ImproperlyConfigured(f"EMAIL_URL is not an e-mail URL such as smtp://user:password@host:587: {exc}") from None
+    raise ImproperlyConfigured(
+        f"EMAIL_URL is not an e-mail URL such as smtp://user:password@host:587: {exc}"
+    ) from None
 DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="ps-plan@localhost")
 # One sync (all systems) at a time: a second one is skipped. A holder that died frees it after this long.
 PSPLAN_SYNC_LOCK_TTL = _env_int("PSPLAN_SYNC_LOCK_TTL", 1800, low=60, high=86_400)
