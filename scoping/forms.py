@@ -12,7 +12,8 @@ NONE_CHOICE = [("", "—")]
 
 
 def _assignable_engagement_managers():
-    return EngagementManager.objects.active().exclude(gitlab_username="")
+    """Only EMs PS Plan can assign in GitLab: active and linked to a GitLab user."""
+    return EngagementManager.objects.active().exclude(gitlab_username="").filter(gitlab_user_id__isnull=False)
 
 
 class EngagementManagerChoiceField(forms.ModelChoiceField):

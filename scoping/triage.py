@@ -31,10 +31,15 @@ class Suggestion:
 
 
 def open_issue_counts() -> dict[int, int]:
-    """EM id → open scoping issues assigned to them, for every active EM linked to GitLab.
+    """EM id → open scoping issues assigned to them, for every EM PS Plan can assign in GitLab.
 
     Counted from the open issues (an index on state), not by joining every issue to every EM."""
-    assignable = EngagementManager.objects.active().exclude(gitlab_username="").values_list("pk", flat=True)
+    assignable = (
+        EngagementManager.objects.active()
+        .exclude(gitlab_username="")
+        .filter(gitlab_user_id__isnull=False)
+        .values_list("pk", flat=True)
+    )
     counts = dict.fromkeys(assignable, 0)
     open_per_em = (
         ScopingIssue.objects.open()
@@ -105,7 +110,11 @@ def _suggest_one(issue: ScopingIssue, coverage: _Coverage, load: dict[int, int],
             else f"Territory {account.sales_territory!r} is not mapped"
         )
         return Suggestion(None, segment, reason)
-    roles = coverage.by_territory.get(territory.pk, {})
+    # Only EMs who can be assigned in GitLab (those with a load) are suggested.
+    roles = {
+        role: [em for em in ems if em.pk in load]
+        for role, ems in coverage.by_territory.get(territory.pk, {}).items()
+    }
     primary = next(iter(roles.get(AssignmentRole.PRIMARY, [])), None)
     covering = {em.pk: em for ems in roles.values() for em in ems}
     candidates = _by_load({**coverage.by_segment.get(territory.segment, {}), **covering}.values(), load)

@@ -81,7 +81,7 @@ def issue_list(request):
         "page": page,
         "engagement_managers": _engagement_managers(),
         "query_without_page": _query_without(request.GET, "page"),
-        "live_since": timezone.now(),
+        "live_since": now,
     }
     template = "scoping/_issue_table.html" if request.htmx else "scoping/issue_list.html"
     return render(request, template, context)
@@ -286,7 +286,8 @@ def set_em_status(request, iid: int):
 
 def _triage_rows(issues: list[ScopingIssue], *, posted: TriageForm | None = None) -> list[TriageRow]:
     """Rows with their suggestion preselected; a refused form keeps what was posted and its errors."""
-    em_choices = (("", "---------"), *((em.gitlab_username, em.name) for em in _engagement_managers()))
+    assignable = TriageForm.base_fields["engagement_manager"].queryset.order_by("name")
+    em_choices = (("", "---------"), *((em.gitlab_username, em.name) for em in assignable))
     return triage_rows(issues, em_choices=em_choices, as_of=timezone.now(), posted=posted)
 
 

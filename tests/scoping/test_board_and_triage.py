@@ -345,3 +345,13 @@ def test_triage_query_count_does_not_grow_with_issues(reader_client):
     with CaptureQueriesContext(connection) as many:
         reader_client.get("/triage/")
     assert len(many) == len(one)
+
+
+def test_an_em_not_linked_to_a_gitlab_user_is_neither_suggested_nor_offered(reader_client):
+    unlinked = EngagementManagerFactory(name="Not In GitLab", gitlab_username="ghost", gitlab_user_id=None)
+    backup = EngagementManagerFactory(name="Backup")
+    _new_issue(_territory_with(unlinked, backup))
+    response = reader_client.get("/triage/")
+    (row,) = response.context["rows"]
+    assert row.suggestion.engagement_manager == backup
+    assert "Not In GitLab" not in row.engagement_manager_select
