@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from django import forms
+from django.forms.models import ModelChoiceIterator
 from django.forms.utils import flatatt
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
@@ -35,8 +36,19 @@ class PlainSelect(forms.Select):
         return select_html(name, choices, selected, **self.build_attrs(self.attrs, attrs))
 
     def _flat_choices(self):
+        if isinstance(self.choices, ModelChoiceIterator):
+            yield from _model_choices(self.choices.field)
+            return
         for option_value, label in self.choices:
             if isinstance(label, (list, tuple)):
                 yield from label
             else:
                 yield ("" if option_value is None else getattr(option_value, "value", option_value), label)
+
+
+def _model_choices(field: forms.ModelChoiceField):
+    """A model field's choices from one plain query (its iterator would open a server-side cursor)."""
+    if field.empty_label is not None:
+        yield ("", field.empty_label)
+    for obj in field.queryset:
+        yield (field.prepare_value(obj), field.label_from_instance(obj))

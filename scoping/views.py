@@ -121,23 +121,24 @@ def sync_status(request):
 
 
 def _issue(iid: int) -> ScopingIssue:
-    issues = ScopingIssue.objects.current().select_related(
-        "engagement_manager", "opportunity__account", "opportunity__engagement_manager", "keep_open_set_by"
+    issues = (
+        ScopingIssue.objects.current()
+        .select_related("engagement_manager", "keep_open_set_by")
+        .with_staleness(as_of=timezone.now())
     )
     return get_object_or_404(issues, iid=iid)
 
 
 def _issue_context(issue: ScopingIssue, **forms) -> dict:
-    now = timezone.now()
     opportunity = (
         with_latest_write(Opportunity.objects.select_related("account", "engagement_manager"))
         .filter(pk=issue.opportunity_id)
         .first()
+        if issue.opportunity_id
+        else None
     )
     return {
         "issue": issue,
-        "stale": issue.is_stale(as_of=now),
-        "going_stale": ScopingIssue.objects.going_stale(as_of=now).filter(pk=issue.pk).exists(),
         "timeline": issue_timeline(issue),
         "undelivered": undelivered_changes(issue),
         "fields_form": forms.get("fields_form") or IssueFieldsForm(initial=_issue_initial(issue)),
