@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import environ
 from celery.schedules import crontab
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -182,7 +183,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "scoping:issue-list"
+LOGIN_REDIRECT_URL = "scoping:home"
 LOGOUT_REDIRECT_URL = "login"
 
 # --- Sign-in ---------------------------------------------------------------
@@ -292,6 +293,25 @@ SECURE_HSTS_SECONDS = _env_int(
 SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
 SECURE_HSTS_PRELOAD = _env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _env_bool("DJANGO_SECURE_COOKIES", HTTPS)
+
+# --- Content-Security-Policy (django-csp) -------------------------------------
+# No inline script or style anywhere: outside text that slipped into markup could never run. htmx's
+# own indicator <style> is switched off in base.html's htmx-config, and its CSS lives in psplan.css.
+MIDDLEWARE.append("csp.middleware.CSPMiddleware")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 LOGGING = {
     "version": 1,
@@ -425,12 +445,26 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=3, minute=15),
         "options": {"expires": 3600},
     },
+    "weekly-my-work-digest": {
+        "task": "scoping.digest.send_weekly_digest_emails",
+        "schedule": crontab(day_of_week="mon", hour=7, minute=0),
+        "options": {"expires": 6 * 3600},
+    },
     "deliver-salesforce-writes": {
         "task": "opportunities.tasks.deliver_salesforce_writes",
         "schedule": timedelta(minutes=1),
         "options": {"expires": 60},
     },
 }
+# Links in e-mails (the weekly digest) point here; e-mail goes through Django's backend (console by default).
+PSPLAN_BASE_URL = _env_url("PSPLAN_BASE_URL", "http://127.0.0.1:8000", schemes=("http", "https"))
+try:
+    vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+except (ValueError, KeyError) as exc:
+    raise ImproperlyConfigured(
+        f"EMAIL_URL is not an e-mail URL such as smtp://user:password@host:587: {exc}"
+    ) from None
+DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="ps-plan@localhost")
 # One sync (all systems) at a time: a second one is skipped. The holder renews its lease every quarter
 # of this while it lives; a holder that died frees the lock, and its runs are marked abandoned, after it.
 PSPLAN_SYNC_LOCK_TTL = _env_int("PSPLAN_SYNC_LOCK_TTL", 60, low=4, high=3600)

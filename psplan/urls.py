@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from psplan import api_urls, sso, tokens, views
 from psplan.api import APIDefaults
@@ -28,7 +28,14 @@ urlpatterns = [
         ),
         name="api-schema",
     ),
-    path("api/docs/", login_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
+    # The split view serves its start-up script as a file: the Content-Security-Policy allows no inline script.
+    path(
+        "api/docs/",
+        login_required(
+            SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="psplan/api_docs.html")
+        ),
+        name="api-docs",
+    ),
     path("api/token/", tokens.api_token, name="api-token"),
     path("opportunities/", include("opportunities.urls")),
     path("reports/", include("reporting.urls")),

@@ -300,3 +300,14 @@ class SyncLock(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} lock ({self.owner or 'free'})"
+
+
+class DigestSubscription(models.Model):
+    """A user who asked for "My work" by e-mail every week."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="digest")
+    subscribed_at = models.DateTimeField(default=timezone.now)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Weekly digest for {self.user}"

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Aggregate, Count, F, JSONField, OuterRef, QuerySet, Subquery
+from django.db.models import (
+    Aggregate,
+    Case,
+    CharField,
+    Count,
+    Exists,
+    F,
+    JSONField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce, JSONObject
 
-from opportunities.models import EngagementManager, TerritoryAssignment
+from opportunities.models import EngagementManager, SalesforceWrite, SyncRun, TerritoryAssignment
 from psplan import queue
-from scoping.models import GitLabWrite, ScopingIssue
+from psplan.queue import WriteStatus
+from scoping.models import GitLabWrite, IssueChange, ScopingIssue, WebhookDelivery
 
 ISSUE_COLUMNS = (
     "iid",
@@ -99,3 +114,75 @@ def engagement_manager_rows(queryset: QuerySet[EngagementManager]) -> QuerySet:
         open_issue_count=_OPEN_ISSUE_COUNT,
         territory_list=_TERRITORIES,
     )
+
+
+# --- Write-back state and stage timing, read by the pages (one place to re-point) ------------------
+
+
+def with_write_state(queryset: QuerySet[ScopingIssue]) -> QuerySet[ScopingIssue]:
+    """Annotate `write_state`: "failed" when a change to the issue was refused, "pending" while one waits."""
+    undelivered = GitLabWrite.objects.filter(issue=OuterRef("pk"))
+    return queryset.annotate(
+        write_state=Case(
+            When(Exists(undelivered.filter(status=WriteStatus.FAILED)), then=Value(WriteStatus.FAILED.value)),
+            When(
+                Exists(undelivered.filter(status=WriteStatus.PENDING)), then=Value(WriteStatus.PENDING.value)
+            ),
+            default=Value(""),
+            output_field=CharField(),
+        )
+    )
+
+
+def undelivered_changes(issue: ScopingIssue) -> dict[str, list]:
+    """The issue's GitLab writes and its opportunity's Salesforce writes that are not delivered yet."""
+    gitlab = GitLabWrite.objects.filter(issue=issue).exclude(status=WriteStatus.DELIVERED)
+    salesforce = SalesforceWrite.objects.filter(opportunity_id=issue.opportunity_id).exclude(
+        status=WriteStatus.DELIVERED
+    )
+    return {
+        "gitlab": list(gitlab.order_by("created_at", "id")[:50]),
+        "salesforce": list(salesforce.order_by("created_at", "id")[:50]) if issue.opportunity_id else [],
+    }
+
+
+def failed_writes_for(*, engagement_manager: EngagementManager, user) -> dict[str, QuerySet]:
+    """Write-backs GitLab or Salesforce refused, on the EM's issues and opportunities or made by them."""
+    return {
+        "gitlab": GitLabWrite.objects.filter(status=WriteStatus.FAILED)
+        .filter(Q(issue__engagement_manager=engagement_manager) | Q(created_by=user))
+        .select_related("issue")
+        .order_by("-created_at", "-id"),
+        "salesforce": SalesforceWrite.objects.filter(status=WriteStatus.FAILED)
+        .filter(Q(opportunity__engagement_manager=engagement_manager) | Q(created_by=user))
+        .select_related("opportunity")
+        .order_by("-created_at", "-id"),
+    }
+
+
+def with_stage_entered_at(queryset: QuerySet[ScopingIssue]) -> QuerySet[ScopingIssue]:
+    """Annotate `stage_entered_at`: the latest recorded change of the issue's stage, else when it was created."""
+    latest_move = (
+        IssueChange.objects.filter(issue=OuterRef("pk"), field="stage")
+        .order_by("-changed_at", "-id")
+        .values("changed_at")[:1]
+    )
+    return queryset.annotate(stage_entered_at=Coalesce(Subquery(latest_move), F("created_at")))
+
+
+def changed_since(moment: datetime) -> bool:
+    """Whether anything a page shows may have changed after `moment`: a sync run, a webhook, an edit,
+    a delivery. Each check reads an indexed or small table and stops at the first hit."""
+    checks = (
+        SyncRun.objects.filter(finished_at__gt=moment),
+        WebhookDelivery.objects.filter(received_at__gt=moment),
+        ScopingIssue.objects.filter(last_activity_at__gt=moment),
+        IssueChange.objects.filter(changed_at__gt=moment),
+        GitLabWrite.objects.filter(
+            Q(created_at__gt=moment) | Q(delivered_at__gt=moment) | Q(failed_at__gt=moment)
+        ),
+        SalesforceWrite.objects.filter(
+            Q(created_at__gt=moment) | Q(delivered_at__gt=moment) | Q(failed_at__gt=moment)
+        ),
+    )
+    return any(check.exists() for check in checks)

@@ -63,7 +63,7 @@ def test_the_sign_in_page_offers_single_sign_on_beside_the_password(client, prov
 
 def test_a_new_user_signs_in_with_names_and_the_editor_role_from_the_groups_claim(client, provider):
     response = _sign_in_through(client, provider, PRIYA)
-    assert (response.status_code, response.url) == (302, "/issues/")
+    assert (response.status_code, response.url) == (302, "/home/")
     user = _signed_in_user(client)
     assert (user.email, user.get_full_name()) == ("priya.raman@example.com", "Priya Raman")
     assert can_edit(user) and not is_admin(user)
@@ -123,5 +123,5 @@ def test_a_callback_cannot_be_replayed(client, provider):
 def test_password_sign_in_still_works_for_break_glass_admins(client, provider):
     UserFactory(username="breakglass", is_staff=True, is_superuser=True)
     response = client.post("/login/", {"username": "breakglass", "password": "correct horse battery staple"})
-    assert (response.status_code, response.url) == (302, "/issues/")
+    assert (response.status_code, response.url) == (302, "/home/")
     assert provider.token_requests == 0
