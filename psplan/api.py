@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from django.db.models import F, Func, IntegerField, QuerySet, Subquery
@@ -175,14 +175,6 @@ class StrictDateField(serializers.DateField):
         if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
             self.fail("invalid", format="YYYY-MM-DD")
         return super().to_internal_value(value)
-
-
-def iso(value: date | datetime | None) -> str | None:
-    """ISO 8601 as DRF writes it (UTC as `Z`), here rather than in the JSON encoder's per-value fallback."""
-    if value is None:
-        return None
-    text = value.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def field_errors(field: str, exc: Exception) -> ValidationError:

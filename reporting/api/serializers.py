@@ -4,8 +4,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-from opportunities.api.serializers import money
 from opportunities.choices import EMConfidence
+from psplan.columns import money
 from reporting.selectors import WIN_RATE_GROUPS
 
 AMOUNT = {"max_digits": 20, "decimal_places": 2, "help_text": "Sum of PS amounts"}
