@@ -72,13 +72,6 @@ class QueuedWrite(models.Model):
         abstract = True
         ordering = ["created_at", "id"]
 
-    @property
-    def since(self):
-        """When the row reached its status: pending since it was made."""
-        return {WriteStatus.DELIVERED: self.delivered_at, WriteStatus.FAILED: self.failed_at}.get(
-            self.status, self.created_at
-        )
-
 
 W = TypeVar("W", bound=QueuedWrite)
 
@@ -142,11 +135,6 @@ def failed(writes: Iterable[QueuedWrite], *, error: str) -> int:
 def retry_later(writes: Sequence[QueuedWrite], *, error: str, delay: timedelta) -> None:
     """Put rows back to wait `delay`: nothing is lost, nothing sent twice."""
     _update(writes, next_attempt_at=timezone.now() + delay, last_error=error, lease_token="")
-
-
-def release(writes: Sequence[QueuedWrite]) -> None:
-    """Hand rows back untouched (a run out of time): due again now, the attempt not counted."""
-    _update(writes, next_attempt_at=timezone.now(), attempts=F("attempts") - 1, lease_token="")
 
 
 def latest_write_state(model: type[QueuedWrite]) -> dict[str, Subquery]:
