@@ -22,6 +22,24 @@ def _salesforce_url(row) -> str:
     return f"{base}/lightning/r/Opportunity/{row['salesforce_id']}/view"
 
 
+# The record's EM as the API names them (GitLab username) and as people read them (name).
+ENGAGEMENT_MANAGER_COLUMNS = (
+    column(
+        "engagement_manager",
+        "EM username",
+        serializers.CharField(allow_null=True, help_text="GitLab username"),
+        source=F("engagement_manager__gitlab_username"),
+        present=or_none,
+    ),
+    column(
+        "engagement_manager_name",
+        "Engagement manager",
+        serializers.CharField(allow_null=True),
+        source=F("engagement_manager__name"),
+    ),
+)
+
+
 OPPORTUNITIES = Table(
     "Opportunity",
     (
@@ -62,19 +80,7 @@ OPPORTUNITIES = Table(
             source=ps_amount(),
             present=money,
         ),
-        column(
-            "engagement_manager",
-            "EM username",
-            serializers.CharField(allow_null=True, help_text="GitLab username"),
-            source=F("engagement_manager__gitlab_username"),
-            present=or_none,
-        ),
-        column(
-            "engagement_manager_name",
-            "Engagement manager",
-            serializers.CharField(allow_null=True),
-            source=F("engagement_manager__name"),
-        ),
+        *ENGAGEMENT_MANAGER_COLUMNS,
         column("em_confidence", "EM confidence", serializers.ChoiceField(choices=EMConfidence.choices)),
         column("em_confidence_rationale", "Rationale", serializers.CharField(allow_blank=True)),
         column(

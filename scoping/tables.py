@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from opportunities.api.serializers import WriteBackSerializer, write_back
 from opportunities.choices import Segment
+from opportunities.tables import ENGAGEMENT_MANAGER_COLUMNS
 from psplan import queue
 from psplan.columns import Column, Table, column, iso, or_none
 from scoping.choices import EMStatus, IssueState, Outcome, Stage
@@ -71,19 +72,7 @@ SCOPING_ISSUES = Table(
             present=or_none,
         ),
         column("public_sector", "Public Sector US", serializers.BooleanField()),
-        column(
-            "engagement_manager",
-            "EM username",
-            serializers.CharField(allow_null=True, help_text="GitLab username"),
-            source=F("engagement_manager__gitlab_username"),
-            present=or_none,
-        ),
-        column(
-            "engagement_manager_name",
-            "Engagement manager",
-            serializers.CharField(allow_null=True),
-            source=F("engagement_manager__name"),
-        ),
+        *ENGAGEMENT_MANAGER_COLUMNS,
         column(
             "opportunity",
             "Opportunity",

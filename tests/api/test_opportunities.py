@@ -193,7 +193,7 @@ def test_an_unknown_opportunity_is_404(reader_api, em_api, salesforce_id):
 
 
 def test_patching_the_ps_fields_queues_one_salesforce_write(em_api, em_user):
-    em = EngagementManagerFactory(gitlab_username="jdoe", salesforce_user_id="005000000000099AAA")
+    em = EngagementManagerFactory(gitlab_username="jdoe", salesforce_user_id="005000000000099XYZ")
     OpportunityFactory(salesforce_id=OPP)
     body = em_api.patch(
         f"{LIST}{OPP}/",
@@ -213,7 +213,7 @@ def test_patching_the_ps_fields_queues_one_salesforce_write(em_api, em_user):
     assert (body["write_back"]["status"], body["write_back"]["error"]) == ("pending", None)
     write = SalesforceWrite.objects.get()
     assert write.changes == {
-        "engagement_manager": "005000000000099AAA",
+        "engagement_manager": "005000000000099XYZ",
         "em_confidence": "Red",
         "em_confidence_rationale": "Slipped to Q4",
         "scoping_issue_link": ISSUE_URL,

@@ -83,7 +83,7 @@ def test_opportunity_list_query_count_does_not_grow_with_rows(reader_client):
 
 def test_an_em_changes_the_engagement_manager_by_name_and_salesforce_gets_the_user_id(em_client):
     OpportunityFactory(salesforce_id=OPP)
-    new_em = EngagementManagerFactory(name="Tom Becker", salesforce_user_id="005000000000077AAA")
+    new_em = EngagementManagerFactory(name="Tom Becker", salesforce_user_id="005000000000077XYZ")
     editor = em_client.get(f"/opportunities/{OPP}/edit/").content.decode()
     assert f'<option value="{new_em.pk}">Tom Becker</option>' in editor
     response = em_client.post(
@@ -92,7 +92,7 @@ def test_an_em_changes_the_engagement_manager_by_name_and_salesforce_gets_the_us
         headers={"HX-Request": "true"},
     )
     assert response.status_code == 200 and "Tom Becker" in response.content.decode()
-    assert SalesforceWrite.objects.get().changes == {"engagement_manager": "005000000000077AAA"}
+    assert SalesforceWrite.objects.get().changes == {"engagement_manager": "005000000000077XYZ"}
 
 
 @pytest.mark.parametrize(
