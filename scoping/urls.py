@@ -6,6 +6,7 @@ app_name = "scoping"
 
 urlpatterns = [
     path("issues/", views.issue_list, name="issue-list"),
+    path("issues/<int:iid>/", views.issue_detail, name="issue-detail"),
     path("issues/<int:iid>/stage/", views.move_issue, name="move-issue"),
     path("boards/", views.board, name="board"),
     path("triage/", views.triage, name="triage"),

@@ -50,6 +50,12 @@ def issue_list(request):
     return render(request, template, context)
 
 
+def issue_detail(request, iid: int):
+    """Placeholder for the issue page that the EM-workspace branch builds."""
+    issue = get_object_or_404(ScopingIssue.objects.current().select_related("engagement_manager"), iid=iid)
+    return render(request, "scoping/issue_detail.html", {"issue": issue})
+
+
 def _query_without_page(request) -> str:
     query = request.GET.copy()
     query.pop("page", None)
