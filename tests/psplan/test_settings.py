@@ -70,6 +70,7 @@ def test_debug_mode_starts_with_zero_configuration():
         ("PSPLAN_API_TOKEN_FAILURE_RATE", "twenty"),
         ("PSPLAN_API_THROTTLE_RATE", "6000"),
         ("OIDC_OP_TOKEN_ENDPOINT", "idp.example.com/token"),
+        ("PSPLAN_CURRENCY", "dollars"),
     ],
 )
 def test_bad_values_are_refused_naming_the_variable(variable, value):

@@ -1,0 +1,142 @@
+"""The inactivity rule seen from leadership: who goes stale soon, who it closed, who is kept open, and
+what the next rules run would do — the last from `scoping.rules` itself, as `sync --dry-run` runs it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import BooleanField, Case, Count, F, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models.functions import Coalesce, Concat
+
+from psplan.fiscal import FiscalQuarter
+from scoping import rules
+from scoping.models import KeepOpenOverride, RuleAction, ScopingIssue, stale_cutoff
+
+ISSUE_FIELDS = ("iid", "title", "last_activity_at")
+
+
+def going_stale(*, as_of: datetime) -> list[dict[str, Any]]:
+    """The issues the rules flag as going stale within the warning window, soonest first."""
+    flagged = {item.iid: item.goes_stale_at for item in rules.going_stale(as_of=as_of)}
+    rows = ScopingIssue.objects.filter(iid__in=flagged).values(
+        *ISSUE_FIELDS, em_name=F("engagement_manager__name")
+    )
+    return sorted(
+        ({**row, "goes_stale_at": flagged[row["iid"]]} for row in rows),
+        key=lambda row: (row["goes_stale_at"], row["iid"]),
+    )
+
+
+def closed_as_stale(*, quarter: FiscalQuarter) -> QuerySet:
+    """Issues the inactivity rule closed since the quarter began, newest first."""
+    return (
+        RuleAction.objects.filter(rule=RuleAction.Rule.STALE, applied_at__gte=quarter.starts_at())
+        .values(
+            "applied_at",
+            iid=F("issue__iid"),
+            title=F("issue__title"),
+            em_name=F("issue__engagement_manager__name"),
+            went_stale_on=F("reason"),
+            rule_close_qtr=F("close_qtr"),
+            state=F("issue__state"),
+            stage=F("issue__stage"),
+        )
+        .order_by("-applied_at", "-pk")
+    )
+
+
+def _latest_override(field: str) -> Subquery:
+    latest = KeepOpenOverride.objects.filter(issue=OuterRef("pk")).order_by("-set_at", "-pk")
+    return Subquery(latest.values(field)[:1])
+
+
+def overrides(*, as_of: datetime) -> QuerySet:
+    """Open issues an EM keeps open past the inactivity rule, ending soonest first, with the reason."""
+    return (
+        ScopingIssue.objects.open()
+        .overridden(as_of=as_of)
+        .values(
+            *ISSUE_FIELDS,
+            "keep_open_until",
+            em_name=F("engagement_manager__name"),
+            set_at=F("keep_open_set_at"),
+            set_by=Coalesce(
+                Concat("keep_open_set_by__first_name", Value(" "), "keep_open_set_by__last_name"),
+                F("keep_open_set_by__username"),
+            ),
+            set_by_username=F("keep_open_set_by__username"),
+            reason=_latest_override("reason"),
+            # What the override is holding back: without it, the rule would close the issue now.
+            stale_without_it=Case(
+                When(last_activity_at__lt=stale_cutoff(as_of), then=Value(True)),
+                default=Value(False),
+                output_field=BooleanField(),
+            ),
+        )
+        .order_by("keep_open_until", "iid")
+    )
+
+
+def counts(*, as_of: datetime, quarter: FiscalQuarter) -> dict[str, int]:
+    """How many issues are kept open, and how many the inactivity rule closed this quarter."""
+    kept = ScopingIssue.objects.open().overridden(as_of=as_of).aggregate(count=Count("id"))["count"]
+    closed = closed_as_stale(quarter=quarter).order_by().aggregate(count=Count("id"))["count"]
+    return {"overrides": kept, "closed_as_stale": closed}
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    """One change the next rules run would make, and why."""
+
+    iid: int
+    title: str
+    rule: str
+    reason: str
+    close_qtr: str
+    add_labels: tuple[str, ...]
+    remove_labels: tuple[str, ...]
+    closes: bool
+    comment: str
+    held_back: bool  # over this run's cap: it waits for a later run
+
+
+@dataclass(frozen=True)
+class Preview:
+    as_of: datetime
+    rows: list[PreviewRow]
+    cap: int
+    already_done: int
+
+
+def preview(*, as_of: datetime) -> Preview:
+    """What `manage.py sync --dry-run` would show for the rules now: the same code, writing nothing."""
+    result = rules.apply_rules(as_of=as_of, dry_run=True)
+    planned = [(change, False) for change in result.changes] + [(c, True) for c in result.held_back]
+    titles = dict(
+        ScopingIssue.objects.filter(pk__in=[change.issue_id for change, _ in planned]).values_list(
+            "pk", "title"
+        )
+    )
+    labels = dict(RuleAction.Rule.choices)
+    return Preview(
+        as_of=as_of,
+        cap=result.cap,
+        already_done=len(result.already_done),
+        rows=[
+            PreviewRow(
+                iid=change.iid,
+                title=titles.get(change.issue_id, ""),
+                rule=labels.get(change.rule, change.rule),
+                reason=change.reason,
+                close_qtr=change.close_qtr,
+                add_labels=change.add_labels,
+                remove_labels=change.remove_labels,
+                closes=change.close,
+                comment=change.comment,
+                held_back=held_back,
+            )
+            for change, held_back in planned
+        ],
+    )
