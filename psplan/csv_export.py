@@ -40,7 +40,9 @@ def cell(value: Any) -> Any:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float | Decimal):
+    if isinstance(value, Decimal):
+        return f"{value:f}"  # never in exponent form (1E+3), which spreadsheets misread
+    if isinstance(value, int | float):
         return value
     if isinstance(value, datetime | date):
         return value.isoformat()

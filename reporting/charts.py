@@ -125,6 +125,7 @@ def trend(
     first, gap = _slots(len(quarters))
     bar = gap * 0.5
     segment: list[str] = []
+    previous_point = ""
     for index, code in enumerate(quarters):
         x = first + index * gap
         won_h, lost_h = won[index] / top_count * height, lost[index] / top_count * height
@@ -135,7 +136,8 @@ def trend(
             Rect(x - bar / 2, bottom - won_h - lost_h, bar, lost_h, "bar-lost", f"{code}: {lost[index]} lost")
         )
         chart.texts.append(Text(x, bottom + 18, code, "axis"))
-        chart.texts.append(Text(x, bottom + 34, f"{won[index]} won, {lost[index]} lost", "axis small"))
+        decided_words = f"{won[index]} won, {lost[index]} lost" if won[index] + lost[index] else "none"
+        chart.texts.append(Text(x, bottom + 34, decided_words, "axis small"))
         value = rates[index]
         if value is None:
             _close_segment(chart, segment)
@@ -143,7 +145,12 @@ def trend(
             chart.texts.append(Text(x, bottom - 6, "—", "value muted"))
             continue
         y = bottom - value * height
-        segment.append(f"{x:.1f},{y:.1f}")
+        point = f"{x:.1f},{y:.1f}"
+        if previous_point and not segment:
+            # Across quarters without decisions the trend is drawn dashed: there is no rate to plot there.
+            chart.lines.append(Line(f"{previous_point} {point}", "rate-gap"))
+        segment.append(point)
+        previous_point = point
         chart.dots.append(Dot(x, y, "rate-dot", f"{code}: {percent(value)}"))
         chart.texts.append(Text(x, y - 10, percent(value), "value"))
     _close_segment(chart, segment)

@@ -4,6 +4,7 @@ spreadsheet can pivot it back into the page's grid)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from decimal import Decimal
 from typing import Any
 
 from psplan.csv_export import Column
@@ -68,7 +69,7 @@ def grid_rows(grid: Grid, *, currency: str) -> Iterator[dict[str, Any]]:
                     "flag": row.flag,
                     "column": column,
                     "count": money.count,
-                    "amount": money.amount,
+                    "amount": cents(money.amount),
                     "currency": currency,
                 }
 
@@ -105,9 +106,15 @@ SLIPPED = (
 )
 
 
+def cents(amount: Decimal | None) -> str | None:
+    """Money as the API writes it: exact, two decimals, whichever database summed it."""
+    return None if amount is None else f"{amount:.2f}"
+
+
 def with_currency(rows: Iterable[dict[str, Any]], currency: str) -> Iterator[dict[str, Any]]:
+    """Deal rows with their PS amount in cents and the currency it is in."""
     for row in rows:
-        yield {**row, "currency": currency}
+        yield {**row, "ps_amount": cents(row["ps_amount"]), "currency": currency}
 
 
 CALIBRATION = (
@@ -186,7 +193,7 @@ PREVIEW = (
     Column("iid", "Issue"),
     Column("title", "Title"),
     Column("rule", "Rule"),
-    Column("reason", "Reason"),
+    Column("why", "Why"),
     Column("close_qtr", "close_qtr"),
     Column("add_labels", "Labels added"),
     Column("remove_labels", "Labels removed"),
@@ -202,6 +209,7 @@ QUALITY = {
         Column("em_confidence_rationale", "Rationale"),
         Column("owner_name", "Opportunity owner"),
         Column("ps_amount", "PS amount"),
+        Column("currency", "Currency"),
     ),
     "issue": (
         Column("iid", "Issue"),

@@ -28,8 +28,11 @@ NAMED_PROBLEMS = {
     "unknown_segment": (ProblemKind.UNKNOWN_SEGMENT,),
     "link_disagreement": LINK_PROBLEMS,
 }
+# A won or lost issue without a close_qtr has its own check, read off the issue itself.
 OTHER_PROBLEMS = tuple(
-    kind for kind in ProblemKind if not any(kind in kinds for kinds in NAMED_PROBLEMS.values())
+    kind
+    for kind in ProblemKind
+    if kind != ProblemKind.MISSING_CLOSE_QTR and not any(kind in kinds for kinds in NAMED_PROBLEMS.values())
 )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db.models import BooleanField, Case, Count, F, OuterRef, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce, Concat
+from django.utils import timezone
 
 from psplan.fiscal import FiscalQuarter
 from scoping import rules
@@ -93,7 +94,7 @@ class PreviewRow:
     iid: int
     title: str
     rule: str
-    reason: str
+    why: str
     close_qtr: str
     add_labels: tuple[str, ...]
     remove_labels: tuple[str, ...]
@@ -114,11 +115,16 @@ def preview(*, as_of: datetime) -> Preview:
     """What `manage.py sync --dry-run` would show for the rules now: the same code, writing nothing."""
     result = rules.apply_rules(as_of=as_of, dry_run=True)
     planned = [(change, False) for change in result.changes] + [(c, True) for c in result.held_back]
-    titles = dict(
-        ScopingIssue.objects.filter(pk__in=[change.issue_id for change, _ in planned]).values_list(
-            "pk", "title"
+    issues = {
+        row["pk"]: row
+        for row in ScopingIssue.objects.filter(pk__in=[change.issue_id for change, _ in planned]).values(
+            "pk",
+            "title",
+            "last_activity_at",
+            opportunity_name=F("opportunity__name"),
+            opportunity_closed_on=F("opportunity__close_date"),
         )
-    )
+    }
     labels = dict(RuleAction.Rule.choices)
     return Preview(
         as_of=as_of,
@@ -127,9 +133,9 @@ def preview(*, as_of: datetime) -> Preview:
         rows=[
             PreviewRow(
                 iid=change.iid,
-                title=titles.get(change.issue_id, ""),
+                title=issues.get(change.issue_id, {}).get("title", ""),
                 rule=labels.get(change.rule, change.rule),
-                reason=change.reason,
+                why=_why(change, issues.get(change.issue_id)),
                 close_qtr=change.close_qtr,
                 add_labels=change.add_labels,
                 remove_labels=change.remove_labels,
@@ -140,3 +146,14 @@ def preview(*, as_of: datetime) -> Preview:
             for change, held_back in planned
         ],
     )
+
+
+def _why(change: rules.PlannedChange, issue: dict[str, Any] | None) -> str:
+    """The firing's reason in words: the stale rule's reason is the day the issue went stale."""
+    if issue is None:
+        return change.reason
+    if change.rule == RuleAction.Rule.STALE:
+        quiet_since = timezone.localdate(issue["last_activity_at"])
+        return f"No activity since {quiet_since}: stale since {change.reason}"
+    outcome = "won" if change.rule == RuleAction.Rule.OPPORTUNITY_WON else "lost"
+    return f"{issue['opportunity_name']} closed {outcome} on {issue['opportunity_closed_on']}"

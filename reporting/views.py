@@ -274,11 +274,9 @@ def data_quality(request):
     """Everything a person should fix, each row linking to where it is fixed."""
     today = timezone.localdate()
     if "csv" in request.GET:
-        by_slug = {
-            check.slug: (lambda check=check: (exports.QUALITY[check.record], check.rows(today)))
-            for check in quality.CHECKS
-        }
-        return _csv(request, "data-quality", by_slug)
+        return _csv(
+            request, "data-quality", {check.slug: _quality_export(check, today) for check in quality.CHECKS}
+        )
     counts = quality.check_counts(today=today)
     sections = [
         (check, counts[check.slug], check.rows(today)[:ROWS_SHOWN])
@@ -294,3 +292,13 @@ def data_quality(request):
         rows_shown=ROWS_SHOWN,
     )
     return render(request, "reporting/data_quality.html", context)
+
+
+def _quality_export(check: quality.Check, today) -> Export:
+    def export():
+        rows = check.rows(today)
+        if check.record == "opportunity":
+            rows = exports.with_currency(rows, settings.PSPLAN_CURRENCY)
+        return exports.QUALITY[check.record], rows
+
+    return export

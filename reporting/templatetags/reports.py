@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from urllib.parse import urlencode
 
 from django import template
@@ -13,7 +13,7 @@ from django.utils.html import format_html
 
 from psplan.fiscal import quarter_code
 from reporting.charts import percent as _percent
-from scoping.choices import ProblemKind
+from scoping.choices import ProblemKind, Stage
 
 register = template.Library()
 
@@ -45,8 +45,10 @@ def percent(value: float | None) -> str:
 
 @register.filter
 def amount(value: Decimal | None) -> str:
-    """A PS amount in whole units of the currency, with thousands separators."""
-    return "—" if value is None else intcomma(f"{value:.0f}")
+    """A PS amount in whole units of the currency (half up), with thousands separators."""
+    return (
+        "—" if value is None else intcomma(f"{Decimal(value).quantize(Decimal(1), rounding=ROUND_HALF_UP)}")
+    )
 
 
 @register.filter
@@ -62,6 +64,12 @@ def quarter_of(value: str | date | None) -> str:
 
 
 _PROBLEM_LABELS = dict(ProblemKind.choices)
+_STAGE_LABELS = dict(Stage.choices)
+
+
+@register.filter
+def stage_label(stage: str) -> str:
+    return _STAGE_LABELS.get(stage, stage)
 
 
 @register.filter

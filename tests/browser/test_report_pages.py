@@ -15,7 +15,9 @@ from tests.factories import UserFactory
 from tests.reporting import datasets
 
 pytestmark = [pytest.mark.browser]
-SCREENSHOTS = Path(os.environ.get("PSPLAN_SCREENSHOT_DIR", Path(__file__).parents[2] / "artifacts" / "screenshots"))
+SCREENSHOTS = Path(
+    os.environ.get("PSPLAN_SCREENSHOT_DIR", Path(__file__).parents[2] / "artifacts" / "screenshots")
+)
 WIDTHS = {"desk": (1440, 900), "phone": (390, 844)}
 
 
@@ -38,7 +40,9 @@ PAGES = [
 
 @pytest.mark.parametrize("width", list(WIDTHS))
 @pytest.mark.parametrize(("path", "heading", "build"), PAGES, ids=[page[0].split("/")[0] for page in PAGES])
-def test_each_report_page_renders_cleanly_and_is_captured(leader_page, live_server, path, heading, build, width):
+def test_each_report_page_renders_cleanly_and_is_captured(
+    leader_page, live_server, path, heading, build, width
+):
     build()
     page = leader_page
     page.set_viewport_size(dict(zip(("width", "height"), WIDTHS[width], strict=True)))
