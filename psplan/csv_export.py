@@ -99,6 +99,8 @@ def table_of(data: Any) -> tuple[list[Column], list[dict[str, Any]]]:
     items = data if isinstance(data, list) else [data]
     rows = [flatten(item) if isinstance(item, Mapping) else {"value": item} for item in items]
     keys = list(dict.fromkeys(key for row in rows for key in row))
+    # An object that is null on some rows (`write_back`) keeps the columns of its fields only.
+    keys = [key for key in keys if not any(other.startswith(f"{key}.") for other in keys)]
     return [Column(key, key) for key in keys], rows
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from decimal import Decimal
 
 import pytest
@@ -178,6 +180,7 @@ def test_forecast_is_open_pipeline_by_quarter_and_confidence(reader_api, pipelin
     assert reader_api.get(FORECAST).json() == {
         "count": 6,
         "amount": "57600.50",
+        "currency": "USD",
         "by_em_confidence": [
             _money({"em_confidence": "Grey"}, 2, "100.00"),
             _money({"em_confidence": "Red"}, 1, "40000.00"),
@@ -236,3 +239,67 @@ def test_an_empty_confidence_counts_as_grey(pipeline):
     assert Opportunity.objects.filter(em_confidence="").count() == 1
     grey = selectors.forecast(opportunities=Opportunity.objects.all())["by_em_confidence"][0]
     assert (grey["em_confidence"], grey["count"]) == (EMConfidence.GREY, 2)
+
+
+# --- CSV ------------------------------------------------------------------------------------------
+
+
+def _rows(response) -> list[list[str]]:
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    return list(csv.reader(io.StringIO(response.content.decode())))
+
+
+@pytest.mark.parametrize(
+    "ask", [{"path": f"{WIN_RATE}?format=csv"}, {"path": WIN_RATE, "HTTP_ACCEPT": "text/csv"}]
+)
+def test_win_rate_answers_csv_by_format_or_accept_header(reader_api, decided_issues, ask):
+    rows = _rows(reader_api.get(**ask))
+    assert rows == [
+        ["quarter", "won", "lost", "win_rate"],
+        ["Q125", "2", "1", "0.6666666666666666"],
+        ["Q225", "0", "0", ""],
+        ["Q325", "1", "3", "0.25"],
+        ["", "1", "0", "1.0"],
+        ["Total", "4", "4", "0.5"],
+    ]
+
+
+def test_win_rate_csv_keeps_the_filters_and_grouping(reader_api, decided_issues):
+    response = reader_api.get(f"{WIN_RATE}?format=csv&group_by=segment&engagement_manager=alee")
+    assert _rows(response) == [
+        ["segment", "won", "lost", "win_rate"],
+        ["Ent_EAST", "1", "0", "1.0"],
+        ["SMB", "1", "1", "0.5"],
+        ["Total", "2", "1", "0.6666666666666666"],
+    ]
+    assert response["Content-Disposition"] == 'attachment; filename="win-rate.csv"'
+
+
+@pytest.mark.parametrize(
+    "ask", [{"path": f"{FORECAST}?format=csv"}, {"path": FORECAST, "HTTP_ACCEPT": "text/csv"}]
+)
+def test_forecast_answers_csv_with_the_currency_of_each_amount(reader_api, pipeline, ask, settings):
+    settings.PSPLAN_CURRENCY = "EUR"
+    assert _rows(reader_api.get(**ask)) == [
+        ["close_quarter", "em_confidence", "count", "amount", "currency"],
+        ["Q425", "Grey", "1", "0.00", "EUR"],
+        ["Q425", "Amber", "1", "2500.50", "EUR"],
+        ["Q126", "Red", "1", "40000.00", "EUR"],
+        ["Q126", "Green", "2", "15000.00", "EUR"],
+        ["", "Grey", "1", "100.00", "EUR"],
+    ]
+
+
+def test_a_bad_filter_in_csv_is_a_400_naming_the_parameter(reader_api):
+    response = reader_api.get(f"{FORECAST}?format=csv&close_quarter=next")
+    assert response.status_code == 400
+    assert list(csv.reader(io.StringIO(response.content.decode()))) == [
+        ["close_quarter"],
+        ["Enter a fiscal quarter like Q323."],
+    ]
+
+
+def test_json_stays_the_default_and_xml_is_refused(reader_api, pipeline):
+    assert reader_api.get(FORECAST)["Content-Type"] == "application/json"
+    assert reader_api.get(FORECAST, HTTP_ACCEPT="application/xml").status_code == 406
