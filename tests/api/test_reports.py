@@ -14,6 +14,7 @@ from reporting import selectors
 from scoping.choices import IssueState
 from scoping.models import ScopingIssue
 from tests.factories import EngagementManagerFactory, OpportunityFactory, ScopingIssueFactory
+from tests.reporting import datasets as reporting_datasets
 
 pytestmark = pytest.mark.django_db
 
@@ -303,3 +304,27 @@ def test_a_bad_filter_in_csv_is_a_400_naming_the_parameter(reader_api):
 def test_json_stays_the_default_and_xml_is_refused(reader_api, pipeline):
     assert reader_api.get(FORECAST)["Content-Type"] == "application/json"
     assert reader_api.get(FORECAST, HTTP_ACCEPT="application/xml").status_code == 406
+
+
+# --- The issue-list filters report figures drill down with ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("stage_in=Closed_Won,Sold", "stage_in"),
+        ("close_qtr_in=Q227,Q9", "close_qtr_in"),
+        ("has_engagement_manager=nope", "has_engagement_manager"),
+        ("has_segment=1", "has_segment"),
+    ],
+)
+def test_a_bad_drill_down_filter_is_a_400_naming_it_in_the_api(reader_api, query, field):
+    response = reader_api.get(f"/api/v1/scoping-issues/?{query}")
+    assert response.status_code == 400
+    assert list(response.json()) == [field]
+
+
+def test_the_api_lists_the_same_issues_as_the_page(reader_api):
+    reporting_datasets.win_rate()
+    body = reader_api.get("/api/v1/scoping-issues/?stage_in=Closed_Won,Closed_Lost&close_qtr_in=Q227").json()
+    assert body["count"] == 7
