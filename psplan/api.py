@@ -282,6 +282,14 @@ class JSONNegotiation(DefaultContentNegotiation):
             return renderers[0], renderers[0].media_type
         return super().select_renderer(request, renderers, format_suffix)
 
+    def filter_renderers(self, renderers, format):
+        """An unknown `?format=` is bad input (400 naming it), not a missing page as DRF answers."""
+        chosen = [renderer for renderer in renderers if renderer.format == format]
+        if not chosen:
+            offered = ", ".join(renderer.format for renderer in renderers)
+            raise ValidationError({self.settings.URL_FORMAT_OVERRIDE: [f"Use one of: {offered}."]})
+        return chosen
+
 
 class APIDefaults:
     """Mixed into every API view.

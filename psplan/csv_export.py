@@ -1,8 +1,9 @@
 """CSV for pages and the API: the rows a table shows, safe to open in a spreadsheet.
 
-Pages call `csv_response(filename=…, columns=…, rows=…)`. API views add `CSVRenderer` to their
-renderers; it writes the columns a view declares in `csv_columns` (or `csv_table(data)` for a
-report whose JSON is not a plain list), else every key of the rows, nested objects as `outer.inner`.
+Pages call `csv_response(filename=…, columns=…, rows=…)`. API views mix in `CSVAnswers`: `?format=csv`
+or `Accept: text/csv` then gets the columns the view declares in `csv_columns` (or `csv_table(data)`
+for a report whose JSON is not a plain list), else every key of the rows, nested objects as
+`outer.inner`; errors stay JSON.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.http import StreamingHttpResponse
-from rest_framework.renderers import BaseRenderer
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection"); tab and
 # carriage return count too, because some spreadsheets strip them before looking.
@@ -113,15 +114,31 @@ class CSVRenderer(BaseRenderer):
 
     def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
         context = renderer_context or {}
-        view, response = context.get("view"), context.get("response")
-        failed = response is not None and response.status_code >= 400
-        if not failed and hasattr(view, "csv_table"):
+        view, response, request = context.get("view"), context.get("response"), context.get("request")
+        # The view's table is what GET answers; errors and OPTIONS (the endpoint's description) are
+        # written as whatever they hold.
+        own_table = (response is None or response.status_code < 400) and getattr(
+            request, "method", "GET"
+        ) == "GET"
+        if own_table and hasattr(view, "csv_table"):
             columns, rows = view.csv_table(data)
         else:
             columns, rows = table_of(data)
             declared = getattr(view, "csv_columns", None)
-            columns = list(declared) if declared and not failed else columns
+            columns = list(declared) if declared and own_table else columns
         filename = getattr(view, "csv_filename", "")
-        if response is not None and filename and not failed:
+        if response is not None and filename and own_table:
             response["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
         return "".join(csv_lines(columns, rows)).encode(self.charset)
+
+
+class CSVAnswers:
+    """Mixed into an API view: it also answers CSV, with the same rows and filters as its JSON."""
+
+    renderer_classes = [JSONRenderer, CSVRenderer]
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        # What went wrong is read the same way whatever format was asked: as JSON naming the field.
+        self.request.accepted_renderer, self.request.accepted_media_type = JSONRenderer(), "application/json"
+        return response

@@ -5,25 +5,23 @@ from typing import Any
 from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework.generics import GenericAPIView
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from opportunities.filters import ForecastFilter
 from opportunities.models import Opportunity
 from psplan.api import APIDefaults
-from psplan.csv_export import Column, CSVRenderer
+from psplan.csv_export import Column, CSVAnswers
 from reporting import selectors
 from reporting.api.serializers import ForecastSerializer, WinRateQuerySerializer, WinRateSerializer
 from scoping.filters import WinRateFilter
 from scoping.models import ScopingIssue
 
 
-class ReportView(APIDefaults, GenericAPIView):
+class ReportView(CSVAnswers, APIDefaults, GenericAPIView):
     """A report answers one object, yet takes the same filters as the list it summarises."""
 
     filters_in_schema = True
     pagination_class = None
-    renderer_classes = [JSONRenderer, CSVRenderer]
 
 
 class WinRateView(ReportView):

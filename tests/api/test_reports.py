@@ -292,13 +292,17 @@ def test_forecast_answers_csv_with_the_currency_of_each_amount(reader_api, pipel
     ]
 
 
-def test_a_bad_filter_in_csv_is_a_400_naming_the_parameter(reader_api):
-    response = reader_api.get(f"{FORECAST}?format=csv&close_quarter=next")
-    assert response.status_code == 400
-    assert list(csv.reader(io.StringIO(response.content.decode()))) == [
-        ["close_quarter"],
-        ["Enter a fiscal quarter like Q323."],
-    ]
+@pytest.mark.parametrize(
+    "ask",
+    [
+        {"path": f"{FORECAST}?format=csv&close_quarter=next"},
+        {"path": f"{FORECAST}?close_quarter=next", "HTTP_ACCEPT": "text/csv"},
+    ],
+)
+def test_a_bad_filter_asked_as_csv_is_a_json_400_naming_the_parameter(reader_api, ask):
+    response = reader_api.get(**ask)
+    assert (response.status_code, response["Content-Type"]) == (400, "application/json")
+    assert response.json() == {"close_quarter": ["Enter a fiscal quarter like Q323."]}
 
 
 def test_json_stays_the_default_and_xml_is_refused(reader_api, pipeline):
@@ -328,3 +332,14 @@ def test_the_api_lists_the_same_issues_as_the_page(reader_api):
     reporting_datasets.win_rate()
     body = reader_api.get("/api/v1/scoping-issues/?stage_in=Closed_Won,Closed_Lost&close_qtr_in=Q227").json()
     assert body["count"] == 7
+
+
+def test_an_unknown_format_is_a_400_naming_it(reader_api):
+    response = reader_api.get(f"{WIN_RATE}?format=xlsx")
+    assert (response.status_code, response.json()) == (400, {"format": ["Use one of: json, csv."]})
+
+
+def test_options_in_csv_describes_the_endpoint_instead_of_failing(reader_api):
+    response = reader_api.options(f"{FORECAST}?format=csv")
+    assert response.status_code == 200
+    assert response.content.decode().splitlines()[0].startswith("name,description")
