@@ -171,6 +171,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers queue up instead of failing: a transaction that began reading cannot take the write lock
     # while another thread (the heartbeat, a worker) writes, so each one takes it when it begins.
     DATABASES["default"].setdefault("OPTIONS", {}).update(timeout=20, transaction_mode="IMMEDIATE")
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # PostgreSQL's JIT compiler spent half a second compiling report queries that then ran in a tenth of
+    # that (bench/reports.py): a web app's queries are too short to pay it back. `?options=` in
+    # DATABASE_URL still wins.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("options", "-c jit=off")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

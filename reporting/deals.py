@@ -42,7 +42,7 @@ _TEXT = CharField()
 # --- Slipped deals ------------------------------------------------------------------------------
 
 
-def _moves_out(quarter: FiscalQuarter, opportunities: QuerySet[Opportunity]) -> QuerySet[OpportunityChange]:
+def _moves_out(quarter: FiscalQuarter) -> QuerySet[OpportunityChange]:
     """CloseDate changes made during the quarter that took a date inside it to a date after it."""
     first, last = quarter.first_day().isoformat(), quarter.last_day().isoformat()
     return OpportunityChange.objects.filter(
@@ -52,7 +52,6 @@ def _moves_out(quarter: FiscalQuarter, opportunities: QuerySet[Opportunity]) -> 
         old_value__gte=first,
         old_value__lte=last,
         new_value__gt=last,
-        opportunity__in=opportunities.order_by().values("pk"),
     )
 
 
@@ -62,42 +61,35 @@ def changed_by() -> Value:
     return Value("Salesforce")
 
 
-SLIPPED_COLUMNS = {
-    "salesforce_id": F("opportunity__salesforce_id"),
-    "name": F("opportunity__name"),
-    "account_name": F("opportunity__account__name"),
-    "em_name": F("opportunity__engagement_manager__name"),
-    "moved_from": F("old_value"),
-    "moved_to": F("new_value"),
-    "moved_at": F("changed_at"),
-    "close_date": F("opportunity__close_date"),
-    "close_quarter": F("opportunity__close_quarter"),
-    "stage_name": F("opportunity__stage_name"),
-    "is_closed": F("opportunity__is_closed"),
-    "is_won": F("opportunity__is_won"),
-    "ps_amount": Coalesce(
-        "opportunity__proserv_amount", "opportunity__ps_value", "opportunity__amount", output_field=_AMOUNT
-    ),
-}
-
-
 def slipped_deals(*, opportunities: QuerySet[Opportunity], quarter: FiscalQuarter) -> QuerySet:
-    """One row per opportunity that slipped out of `quarter`: its latest move out, newest first."""
-    moves = _moves_out(quarter, opportunities)
-    later = moves.filter(opportunity=OuterRef("opportunity")).filter(
-        Q(changed_at__gt=OuterRef("changed_at")) | Q(changed_at=OuterRef("changed_at"), pk__gt=OuterRef("pk"))
-    )
+    """One row per opportunity that slipped out of `quarter`, with its latest move out; newest first."""
+    latest = _moves_out(quarter).filter(opportunity=OuterRef("pk")).order_by("-changed_at", "-pk")
     return (
-        moves.filter(~Exists(later))
-        .values(**SLIPPED_COLUMNS, changed_by=changed_by())
-        .order_by("-changed_at", "-pk")
+        opportunities.filter(Exists(latest))
+        .values(
+            "salesforce_id",
+            "name",
+            "close_date",
+            "close_quarter",
+            "stage_name",
+            "is_closed",
+            "is_won",
+            account_name=F("account__name"),
+            em_name=F("engagement_manager__name"),
+            moved_from=Subquery(latest.values("old_value")[:1]),
+            moved_to=Subquery(latest.values("new_value")[:1]),
+            moved_at=Subquery(latest.values("changed_at")[:1]),
+            changed_by=changed_by(),
+            ps_amount=ps_amount(),
+        )
+        .order_by("-moved_at", "salesforce_id")
     )
 
 
 def slipped_totals(*, opportunities: QuerySet[Opportunity], quarter: FiscalQuarter) -> dict[str, Any]:
     """How many opportunities slipped out of `quarter`, and their PS amount, in one aggregate query."""
-    moved = _moves_out(quarter, opportunities).filter(opportunity=OuterRef("pk"))
-    return Opportunity.objects.filter(Exists(moved)).aggregate(
+    moved = _moves_out(quarter).filter(opportunity=OuterRef("pk"))
+    return opportunities.filter(Exists(moved)).aggregate(
         count=Count("id"), amount=Coalesce(Sum(ps_amount()), Value(Decimal("0")), output_field=_AMOUNT)
     )
 
@@ -125,19 +117,32 @@ def _value_at_start(field: str, start) -> Subquery:
     return Subquery(first_change.values("old_value")[:1])
 
 
+def _due_in(quarter: FiscalQuarter) -> Q:
+    """Due in `quarter` when it began: no CloseDate change since and a close date in it, or the first
+    change since then moved a close date that was in it. (Semi-joins, so the database never looks up
+    the history of every closed deal one by one.)"""
+    first, last = quarter.first_day(), quarter.last_day()
+    since_start = OpportunityChange.objects.filter(field=CLOSE_DATE, changed_at__gte=quarter.starts_at())
+    earlier = since_start.filter(opportunity=OuterRef("opportunity")).filter(
+        Q(changed_at__lt=OuterRef("changed_at")) | Q(changed_at=OuterRef("changed_at"), pk__lt=OuterRef("pk"))
+    )
+    first_move_from_quarter = since_start.filter(
+        opportunity=OuterRef("pk"), old_value__gte=first.isoformat(), old_value__lte=last.isoformat()
+    ).filter(~Exists(earlier))
+    unmoved = Q(close_date__lte=last) & ~Exists(since_start.filter(opportunity=OuterRef("pk")))
+    return unmoved | Exists(first_move_from_quarter)
+
+
 def calibration_cohort(*, opportunities: QuerySet[Opportunity], quarter: FiscalQuarter) -> QuerySet:
     """Closed opportunities that were due in `quarter` when it began, with the EM confidence they had then.
 
     Without a change recorded since the quarter began, an opportunity had then the values it has now.
     """
     start = quarter.starts_at()
-    first, last = quarter.first_day(), quarter.last_day()
     return (
-        opportunities.filter(is_closed=True, close_date__gte=first)
+        opportunities.filter(is_closed=True, close_date__gte=quarter.first_day())
+        .filter(_due_in(quarter))
         .annotate(
-            close_date_then=Coalesce(
-                _value_at_start(CLOSE_DATE, start), Cast("close_date", _TEXT), output_field=_TEXT
-            ),
             confidence_then=Coalesce(
                 NullIf(
                     Coalesce(_value_at_start(EM_CONFIDENCE, start), F("em_confidence"), output_field=_TEXT),
@@ -147,7 +152,6 @@ def calibration_cohort(*, opportunities: QuerySet[Opportunity], quarter: FiscalQ
                 output_field=_TEXT,
             ),
         )
-        .filter(close_date_then__range=(first.isoformat(), last.isoformat()))
         .order_by()
     )
 
@@ -255,7 +259,15 @@ def calibration_deals(*, opportunities: QuerySet[Opportunity], quarters: list[Fi
     """The deals behind the calibration figures, one row per deal and quarter it was due in."""
     return _union(
         [
-            calibration_cohort(opportunities=opportunities, quarter=quarter).values(
+            calibration_cohort(opportunities=opportunities, quarter=quarter)
+            .annotate(
+                close_date_then=Coalesce(
+                    _value_at_start(CLOSE_DATE, quarter.starts_at()),
+                    Cast("close_date", _TEXT),
+                    output_field=_TEXT,
+                )
+            )
+            .values(
                 "salesforce_id",
                 "name",
                 "close_date_then",

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db.models import BooleanField, Case, Count, F, OuterRef, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
 
-from psplan.fiscal import FiscalQuarter
+from psplan.fiscal import FiscalQuarter, add_months
 from scoping import rules
 from scoping.models import KeepOpenOverride, RuleAction, ScopingIssue, stale_cutoff
 
@@ -19,15 +20,15 @@ ISSUE_FIELDS = ("iid", "title", "last_activity_at")
 
 
 def going_stale(*, as_of: datetime) -> list[dict[str, Any]]:
-    """The issues the rules flag as going stale within the warning window, soonest first."""
-    flagged = {item.iid: item.goes_stale_at for item in rules.going_stale(as_of=as_of)}
-    rows = ScopingIssue.objects.filter(iid__in=flagged).values(
-        *ISSUE_FIELDS, em_name=F("engagement_manager__name")
+    """Open issues that go stale within the warning window, soonest first: what the rules flag."""
+    rows = (
+        ScopingIssue.objects.going_stale(as_of=as_of)
+        .exclude(opportunity__is_closed=True)  # as in scoping.rules: the opportunity's fate decides those
+        .values(*ISSUE_FIELDS, em_name=F("engagement_manager__name"))
+        .order_by("last_activity_at", "iid")
     )
-    return sorted(
-        ({**row, "goes_stale_at": flagged[row["iid"]]} for row in rows),
-        key=lambda row: (row["goes_stale_at"], row["iid"]),
-    )
+    months = settings.PSPLAN_STALE_AFTER_MONTHS
+    return [{**row, "goes_stale_at": add_months(row["last_activity_at"], months)} for row in rows]
 
 
 def closed_as_stale(*, quarter: FiscalQuarter) -> QuerySet:

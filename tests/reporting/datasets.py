@@ -231,6 +231,14 @@ def calibration() -> dict[str, Any]:
     return {**team, **deals}
 
 
+def quiet_issue(iid: int, last: str, **fields):
+    """An open issue whose last activity was at 09:00 on `last`."""
+    fields.setdefault("labels", [SC, "proposal::Estimate_Feedback"])
+    return ScopingIssueFactory(
+        iid=iid, title=f"Scoping #{iid}", updated_at=at(last), last_activity_at=at(last), **fields
+    )
+
+
 def stale() -> dict[str, Any]:
     """Two months without activity makes an issue stale; on NOW the cut-off is 2026-10-20 12:00.
 
@@ -244,12 +252,7 @@ def stale() -> dict[str, Any]:
     priya = team["priya"]
     leader = UserFactory(username="lead", first_name="Lee", last_name="Leadership")
 
-    def quiet(iid: int, last: str, **fields):
-        fields.setdefault("labels", [SC, "proposal::Estimate_Feedback"])
-        return ScopingIssueFactory(
-            iid=iid, title=f"Scoping #{iid}", updated_at=at(last), last_activity_at=at(last), **fields
-        )
-
+    quiet = quiet_issue
     issues = {
         201: quiet(201, "2026-10-25", engagement_manager=priya),
         202: quiet(202, "2026-11-10", engagement_manager=priya),

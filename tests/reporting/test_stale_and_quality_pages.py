@@ -8,8 +8,8 @@ import io
 import pytest
 
 from scoping.models import GitLabWrite, RuleAction, ScopingIssue
-from scoping.rules import apply_rules
-from tests.factories import ScopingIssueFactory
+from scoping.rules import apply_rules, going_stale
+from tests.factories import OpportunityFactory, ScopingIssueFactory
 from tests.reporting import datasets
 
 pytestmark = pytest.mark.django_db
@@ -48,6 +48,14 @@ def test_the_stale_page_lists_issues_going_stale_closed_by_the_rule_and_kept_ope
     assert kept == [(205, "2027-01-31", "Customer legal review until January", "Lee Leadership", True)]
     assert context["counts"] == {"overrides": 1, "closed_as_stale": 1}
     assert context["preview"] is None  # the rules run only when asked
+
+
+def test_going_stale_lists_what_the_rules_flag_for_the_em(reader_client):
+    datasets.stale()
+    datasets.quiet_issue(209, "2026-10-28", opportunity=OpportunityFactory(is_closed=True, is_won=False))
+    flagged = [(item.iid, item.goes_stale_at) for item in going_stale(as_of=datasets.NOW)]
+    shown = [(row["iid"], row["goes_stale_at"]) for row in reader_client.get(STALE).context["going_stale"]]
+    assert shown == flagged == [(201, datasets.at("2026-12-25"))]
 
 
 def test_the_preview_shows_what_the_dry_run_plans_and_writes_nothing(reader_client):
@@ -103,8 +111,8 @@ def test_the_stale_page_query_count_does_not_grow(reader_client, django_assert_n
     for _ in range(more):
         ScopingIssueFactory(last_activity_at=datasets.at("2026-10-26"), updated_at=datasets.at("2026-10-26"))
         ScopingIssueFactory(keep_open_until=datasets.NOW.date(), last_activity_at=datasets.at("2026-09-01"))
-    # Session, user, role; going stale (the rules' list, then its issues), closed, kept open, two counts.
-    with django_assert_num_queries(9):
+    # Session, user, role; going stale, closed, kept open, and two counts.
+    with django_assert_num_queries(8):
         reader_client.get(STALE)
 
 
