@@ -141,35 +141,47 @@ def _tally(row: dict[str, Any] | None, *filters: tuple[str, str]) -> Tally:
 def _em_rows(decided: QuerySet[ScopingIssue], codes: list[str]) -> list[TallyRow]:
     groups = decided.values(
         "close_qtr",
-        key=Coalesce("engagement_manager__gitlab_username", Value("")),
-        label=F("engagement_manager__name"),
         em=F("engagement_manager_id"),
+        name=F("engagement_manager__name"),
+        username=F("engagement_manager__gitlab_username"),
     ).annotate(**_outcome_counts())
-    people = {(row["em"], row["key"], row["label"]) for row in groups}
-    rows = []
-    for em, username, name in sorted(people, key=lambda p: (p[0] is None, (p[2] or "").lower())):
-        if em is None:
-            scope, label, flag = ("has_engagement_manager", "false"), NO_ENGAGEMENT_MANAGER, "unassigned"
-        else:
-            # An EM not linked to a GitLab user has no username to filter the issue list by.
-            scope, label, flag = ("engagement_manager", username), name, "" if username else "unlinked"
-        mine = {row["close_qtr"]: row for row in groups if row["em"] == em}
-        rows.append(_tally_row(username, label, mine, codes, scope if em is None or username else None, flag))
-    return rows
+    by_person: dict[tuple[Any, str, str], dict[str, dict[str, Any]]] = {}
+    for row in groups:
+        person = (row["em"], row["username"] or "", row["name"] or "")
+        by_person.setdefault(person, {})[row["close_qtr"]] = row
+    people = sorted(by_person, key=lambda person: (person[0] is None, person[2].lower()))
+    return [_em_row(person, by_person[person], codes) for person in people]
+
+
+def _em_row(
+    person: tuple[Any, str, str], by_quarter: dict[str, dict[str, Any]], codes: list[str]
+) -> TallyRow:
+    em, username, name = person
+    if em is None:
+        scope = ("has_engagement_manager", "false")
+        return _tally_row("", NO_ENGAGEMENT_MANAGER, by_quarter, codes, scope, "unassigned")
+    if not username:
+        # An EM not linked to a GitLab user has no username to filter the issue list by.
+        return _tally_row("", name, by_quarter, codes, None, "unlinked")
+    return _tally_row(username, name, by_quarter, codes, ("engagement_manager", username), "")
 
 
 def _segment_rows(decided: QuerySet[ScopingIssue], codes: list[str]) -> list[TallyRow]:
-    groups = decided.values("close_qtr", "segment").annotate(**_outcome_counts())
+    by_segment: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in decided.values("close_qtr", "segment").annotate(**_outcome_counts()):
+        by_segment.setdefault(row["segment"], {})[row["close_qtr"]] = row
     labels = dict(Segment.choices)
-    seen = {row["segment"] for row in groups}
     rows = []
-    for segment in [*Segment.values, *(sorted(seen - {*Segment.values, ""})), ""]:
-        if segment == "" and "" not in seen:
+    for segment in [*Segment.values, *(sorted(set(by_segment) - {*Segment.values, ""})), ""]:
+        if segment == "" and "" not in by_segment:
             continue
-        mine = {row["close_qtr"]: row for row in groups if row["segment"] == segment}
-        scope = ("segment", segment) if segment else ("has_segment", "false")
-        label = labels.get(segment, segment) if segment else NO_SEGMENT
-        rows.append(_tally_row(segment, label, mine, codes, scope, "" if segment else "no segment"))
+        mine = by_segment.get(segment, {})
+        if segment:
+            rows.append(
+                _tally_row(segment, labels.get(segment, segment), mine, codes, ("segment", segment), "")
+            )
+        else:
+            rows.append(_tally_row("", NO_SEGMENT, mine, codes, ("has_segment", "false"), "no segment"))
     return rows
 
 
