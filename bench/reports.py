@@ -1,6 +1,6 @@
 """Each leadership report against the bare SQL of the same figures, on PostgreSQL, in the same run.
 
-    uv run python bench/reports.py [--issues 100000] [--rounds 7]
+    uv run python bench/reports.py [--issues 100000] [--rounds 15]
 
 Uses DATABASE_URL's PostgreSQL server when set (a throwaway test database beside it, dropped after),
 else starts a PostgreSQL cluster of its own on 127.0.0.1 and removes it after (bench/throwaway_postgres.py).
@@ -257,7 +257,7 @@ def reports() -> dict[str, Callable[[], Any]]:
         return (
             stale.going_stale(as_of=now),
             list(stale.closed_as_stale(quarter=current)[:ROWS_SHOWN]),
-            list(stale.overrides(as_of=now)[:ROWS_SHOWN]),
+            stale.overrides(as_of=now, limit=ROWS_SHOWN),
             stale.counts(as_of=now, quarter=current),
         )
 
@@ -469,7 +469,7 @@ def sql_reports() -> dict[str, list[tuple[str, Callable[[], dict[str, Any]]]]]:
                     WHERE c.field = 'CloseDate' AND c.changed_at >= %(start)s AND c.changed_at < %(end)s
                       AND c.old_value BETWEEN %(first)s AND %(last)s AND c.new_value > %(last)s
                     ORDER BY c.opportunity_id, c.changed_at DESC, c.id DESC
-                ) latest ORDER BY changed_at DESC, id DESC LIMIT 100""",
+                ) latest ORDER BY changed_at DESC, salesforce_id LIMIT 100""",
                 quarter,
             ),
         ],
@@ -666,7 +666,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--issues", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
     if "DATABASE_URL" in os.environ:
         figures = _run(args, os.environ["DATABASE_URL"])

@@ -185,7 +185,7 @@ OVERRIDES = (
     Column("keep_open_until", "Kept open until"),
     Column("reason", "Reason"),
     Column("set_by", "Set by"),
-    Column("set_at", "Set at"),
+    Column("keep_open_set_at", "Set at"),
     Column("last_activity_at", "Last activity"),
     Column("stale_without_it", "Stale without it"),
 )

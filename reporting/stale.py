@@ -8,8 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import BooleanField, Case, Count, F, OuterRef, QuerySet, Subquery, Value, When
-from django.db.models.functions import Coalesce, Concat
+from django.db.models import F, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from psplan.fiscal import FiscalQuarter, add_months
@@ -54,38 +53,43 @@ def _latest_override(field: str) -> Subquery:
     return Subquery(latest.values(field)[:1])
 
 
-def overrides(*, as_of: datetime) -> QuerySet:
-    """Open issues an EM keeps open past the inactivity rule, ending soonest first, with the reason."""
-    return (
+def overrides(*, as_of: datetime, limit: int | None = None) -> list[dict[str, Any]]:
+    """Open issues an EM keeps open past the inactivity rule, ending soonest first, with the reason and
+    whether the override is what holds the rule back (the issue would be stale without it)."""
+    rows = (
         ScopingIssue.objects.open()
         .overridden(as_of=as_of)
         .values(
             *ISSUE_FIELDS,
             "keep_open_until",
+            "keep_open_set_at",
             em_name=F("engagement_manager__name"),
-            set_at=F("keep_open_set_at"),
-            set_by=Coalesce(
-                Concat("keep_open_set_by__first_name", Value(" "), "keep_open_set_by__last_name"),
-                F("keep_open_set_by__username"),
-            ),
-            set_by_username=F("keep_open_set_by__username"),
+            first_name=F("keep_open_set_by__first_name"),
+            last_name=F("keep_open_set_by__last_name"),
+            username=F("keep_open_set_by__username"),
             reason=_latest_override("reason"),
-            # What the override is holding back: without it, the rule would close the issue now.
-            stale_without_it=Case(
-                When(last_activity_at__lt=stale_cutoff(as_of), then=Value(True)),
-                default=Value(False),
-                output_field=BooleanField(),
-            ),
         )
         .order_by("keep_open_until", "iid")
     )
+    cutoff = stale_cutoff(as_of)
+    return [
+        {
+            **row,
+            "set_by": f"{row['first_name'] or ''} {row['last_name'] or ''}".strip() or row["username"],
+            "stale_without_it": row["last_activity_at"] < cutoff,
+        }
+        for row in (rows[:limit] if limit else rows)
+    ]
 
 
 def counts(*, as_of: datetime, quarter: FiscalQuarter) -> dict[str, int]:
     """How many issues are kept open, and how many the inactivity rule closed this quarter."""
-    kept = ScopingIssue.objects.open().overridden(as_of=as_of).aggregate(count=Count("id"))["count"]
-    closed = closed_as_stale(quarter=quarter).order_by().aggregate(count=Count("id"))["count"]
-    return {"overrides": kept, "closed_as_stale": closed}
+    return {
+        "overrides": ScopingIssue.objects.open().overridden(as_of=as_of).count(),
+        "closed_as_stale": RuleAction.objects.filter(
+            rule=RuleAction.Rule.STALE, applied_at__gte=quarter.starts_at()
+        ).count(),
+    }
 
 
 @dataclass(frozen=True)

@@ -262,7 +262,7 @@ def stale_issues(request):
         going_stale=going[:ROWS_SHOWN],
         going_stale_count=len(going),
         closed=stale.closed_as_stale(quarter=quarter)[:ROWS_SHOWN],
-        overrides=stale.overrides(as_of=now)[:ROWS_SHOWN],
+        overrides=stale.overrides(as_of=now, limit=ROWS_SHOWN),
         counts=stale.counts(as_of=now, quarter=quarter),
         preview=stale.preview(as_of=now) if request.GET.get("preview") else None,
         warning_days=settings.PSPLAN_STALE_WARNING_DAYS,
