@@ -55,3 +55,40 @@ def test_each_report_page_renders_cleanly_and_is_captured(
     name = path.split("/")[0]
     page.screenshot(path=str(SCREENSHOTS / f"report-{name}-{width}.png"), full_page=True)
     assert errors == []
+
+
+def test_a_leader_moves_between_reports_by_keyboard_and_downloads_a_table(leader_page, live_server):
+    datasets.pipeline()
+    page = leader_page
+    page.goto(f"{live_server.url}/reports/win-rate/")
+    page.get_by_role("navigation", name="Reports").get_by_role("link", name="Forecast").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/reports/forecast/")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download CSV of the pipeline by close quarter").click()
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert lines[0] == "Close quarter,Flag,EM confidence,Opportunities,PS amount,Currency"
+    assert "Q427,this quarter,Green,1,10000.00,USD" in lines
+
+
+def test_a_figure_opens_the_issues_it_counts(leader_page, live_server):
+    datasets.win_rate()
+    page = leader_page
+    page.goto(f"{live_server.url}/reports/win-rate/")
+    row = page.get_by_role("row", name="Priya Raman")
+    row.get_by_role("link", name="75%").click()
+    page.wait_for_url("**/issues/?*")
+    assert page.get_by_text("4 issues", exact=True).is_visible()
+    assert page.get_by_text("From a report:").is_visible()
+
+
+def test_printing_a_report_keeps_the_chart_and_tables_and_drops_the_controls(leader_page, live_server):
+    datasets.win_rate()
+    page = leader_page
+    page.goto(f"{live_server.url}/reports/win-rate/")
+    page.emulate_media(media="print")
+    assert page.locator(".topbar").is_hidden() and page.locator("form.filters").is_hidden()
+    assert page.get_by_role("img", name="Win rate, Q425 to Q427").is_visible()
+    assert page.get_by_role("link", name="Download CSV").first.is_hidden()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "report-win-rate-print.png"), full_page=True)
