@@ -323,13 +323,12 @@ class MoneyRow:
 
 @dataclass(frozen=True)
 class Grid:
-    """Figures arranged by two dimensions; `column_filter` names the list filter of the columns, if any."""
+    """Figures arranged by two dimensions: rows, columns, and the totals of each."""
 
     columns: list[str]
     rows: list[MoneyRow]
     totals: list[Money]
     total: Money
-    column_filter: str = ""
     # The totals row counts everything the page's filters select: no filter of its own.
     filters: tuple[tuple[str, str], ...] = ()
 
@@ -345,7 +344,6 @@ def _grid(
     column_key: str,
     rows: list[RowSpec],
     columns: list[str],
-    column_filter: str = "",
 ) -> Grid:
     """Arrange (row, column) groups into a grid, rows and columns in the order given."""
     cells = {(g[row_key], g[column_key]): Money(g["count"], g["amount"]) for g in groups}
@@ -354,9 +352,7 @@ def _grid(
         row_cells = [cells.get((spec.key, column), Money()) for column in columns]
         grid_rows.append(MoneyRow(spec=spec, cells=row_cells, total=_sum(row_cells), columns=columns))
     totals = [_sum(row.cells[index] for row in grid_rows) for index in range(len(columns))]
-    return Grid(
-        columns=columns, rows=grid_rows, totals=totals, total=_sum(totals), column_filter=column_filter
-    )
+    return Grid(columns=columns, rows=grid_rows, totals=totals, total=_sum(totals))
 
 
 def _ordered_categories(seen: Iterable[str]) -> list[str]:
@@ -392,7 +388,6 @@ def forecast_report(*, opportunities: QuerySet[Opportunity], current: FiscalQuar
         column_key="level",
         rows=_quarter_rows({g["close_quarter"] for g in by_quarter}, current),
         columns=CONFIDENCE_COLUMNS,
-        column_filter="em_confidence",
     )
     this_quarter = next((row for row in quarter_grid.rows if row.spec.key == current.code), None)
     empty = [Money()] * len(CONFIDENCE_COLUMNS)
@@ -407,7 +402,6 @@ def forecast_report(*, opportunities: QuerySet[Opportunity], current: FiscalQuar
             column_key="level",
             rows=people,
             columns=CONFIDENCE_COLUMNS,
-            column_filter="em_confidence",
         ),
         by_em_category=_grid(
             by_em_category,
