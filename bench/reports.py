@@ -319,6 +319,7 @@ def sql_reports() -> dict[str, list[tuple[str, Callable[[], dict[str, Any]]]]]:
 
     def stale_window():
         return {
+            "stale_after": f"{settings.PSPLAN_STALE_AFTER_MONTHS} months",
             "cutoff": stale_cutoff(now),
             "soon": stale_cutoff(now + warning),
             "warn_day": timezone.localdate(now + warning),
@@ -476,7 +477,8 @@ def sql_reports() -> dict[str, list[tuple[str, Callable[[], dict[str, Any]]]]]:
         "calibration": [(calibration_sql, calibration_params)],
         "stale": [
             (
-                f"""SELECT i.iid, i.title, e.name, i.last_activity_at FROM {ISSUES} i
+                f"""SELECT i.iid, i.title, e.name, i.last_activity_at, i.last_activity_at + %(stale_after)s
+                FROM {ISSUES} i
                 LEFT JOIN {EMS} e ON e.id = i.engagement_manager_id
                 LEFT JOIN {OPPORTUNITIES} o ON o.id = i.opportunity_id
                 WHERE i.removed_at IS NULL AND i.state = 'opened' AND i.last_activity_at >= %(cutoff)s
@@ -586,9 +588,13 @@ def agree(name: str, report: Any, sql: list[list[tuple]]) -> None:
             sorted(_calibration_totals(sql[0]).items()),
         ),
         "stale": lambda: (
-            ([row["iid"] for row in report[0]], [row["iid"] for row in report[1]], report[3]),
             (
-                [row[0] for row in sql[0]],
+                [(row["iid"], row["goes_stale_at"]) for row in report[0]],
+                [row["iid"] for row in report[1]],
+                report[3],
+            ),
+            (
+                [(row[0], row[4]) for row in sql[0]],
                 [row[0] for row in sql[1]],
                 {"overrides": sql[3][0][0], "closed_as_stale": sql[4][0][0]},
             ),
