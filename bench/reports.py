@@ -68,9 +68,10 @@ def fill(issues: int, rng: random.Random) -> None:
     from django.utils import timezone
 
     from opportunities.models import Account, EngagementManager, Opportunity, OpportunityChange
+    from psplan.audit import ChangeSource
     from psplan.fiscal import quarter_code
     from scoping.choices import IssueState, ProblemKind, Stage
-    from scoping.models import DataQualityProblem, KeepOpenOverride, RuleAction, ScopingIssue
+    from scoping.models import DataQualityProblem, RuleAction, ScopingIssue
 
     now, today = timezone.now(), timezone.localdate()
     ems = EngagementManager.objects.bulk_create(
@@ -131,6 +132,8 @@ def fill(issues: int, rng: random.Random) -> None:
                 old_value=first_due.isoformat(),
                 new_value=deal.close_date.isoformat(),
                 changed_at=moved_on - timedelta(days=rng.randrange(1, 30)),
+                source=ChangeSource.SALESFORCE,
+                actor_name=rng.choice(["", "Dana Sales"]),
             )
         ]
         if rng.random() < 0.6:
@@ -141,6 +144,7 @@ def fill(issues: int, rng: random.Random) -> None:
                     old_value=rng.choice(CONFIDENCES),
                     new_value=deal.em_confidence,
                     changed_at=moved_on - timedelta(days=rng.randrange(1, 60)),
+                    source=ChangeSource.PAGE,
                 )
             )
         return changes
@@ -174,6 +178,7 @@ def fill(issues: int, rng: random.Random) -> None:
 
     def open_issue(n: int) -> ScopingIssue:
         quiet = now - timedelta(days=rng.randrange(0, 120))
+        kept = rng.random() < 0.1
         return ScopingIssue(
             gitlab_id=1_000_000 + n,
             iid=n + 1,
@@ -186,18 +191,14 @@ def fill(issues: int, rng: random.Random) -> None:
             stage=Stage.SOW_WIP,
             segment=rng.choice(SEGMENTS),
             engagement_manager=rng.choice(ems) if rng.random() > 0.1 else None,
-            keep_open_until=today + timedelta(days=rng.randrange(1, 90)) if rng.random() < 0.1 else None,
+            keep_open_until=today + timedelta(days=rng.randrange(1, 90)) if kept else None,
+            keep_open_reason="Customer still deciding" if kept else "",
         )
 
     ScopingIssue.objects.bulk_create(
         [decided(n, deal) for n, deal in enumerate(closed)]
         + [open_issue(issues + n) for n in range(issues // 50)],
         batch_size=5000,
-    )
-    kept = ScopingIssue.objects.filter(keep_open_until__isnull=False)
-    KeepOpenOverride.objects.bulk_create(
-        KeepOpenOverride(issue=issue, until=issue.keep_open_until, reason="Customer still deciding")
-        for issue in kept
     )
     lost = list(
         ScopingIssue.objects.filter(stage=Stage.CLOSED_LOST).values_list("pk", flat=True)[: issues // 30]
@@ -289,6 +290,11 @@ LEVEL = "COALESCE(NULLIF(o.em_confidence, ''), 'Grey')"
 WON_LOST = "COUNT(*) FILTER (WHERE i.stage = 'Closed_Won'), COUNT(*) FILTER (WHERE i.stage = 'Closed_Lost')"
 DECIDED = "i.removed_at IS NULL AND i.stage IN ('Closed_Won', 'Closed_Lost') AND i.close_qtr = ANY(%(codes)s)"
 MONEY = f"COUNT(*), COALESCE(SUM({PS_AMOUNT}), 0)"
+WHO = (
+    "COALESCE(NULLIF(TRIM(u.first_name || ' ' || u.last_name), ''), u.username, NULLIF(c.actor_name, ''), "
+    "CASE c.source WHEN 'salesforce' THEN 'Salesforce' WHEN 'page' THEN 'PS Plan page' WHEN 'api' THEN 'PS Plan API' "
+    "WHEN 'admin' THEN 'PS Plan admin' WHEN 'rule' THEN 'Closing rule' WHEN 'gitlab' THEN 'GitLab' ELSE c.source END)"
+)
 
 
 def sql_reports() -> dict[str, list[tuple[str, Callable[[], dict[str, Any]]]]]:
@@ -297,6 +303,7 @@ def sql_reports() -> dict[str, list[tuple[str, Callable[[], dict[str, Any]]]]]:
     from django.utils import timezone
 
     from psplan.fiscal import FiscalQuarter
+    from reporting import quality
     from scoping.models import stale_cutoff
 
     current = FiscalQuarter.current()
@@ -391,18 +398,9 @@ def sql_reports() -> dict[str, list[tuple[str, Callable[[], dict[str, Any]]]]]:
         FROM scoping_dataqualityproblem p LEFT JOIN {ISSUES} i ON i.id = p.issue_id
         LEFT JOIN {OPPORTUNITIES} o ON o.id = p.opportunity_id
         WHERE p.kind = ANY(%(kinds_{{n}})s) ORDER BY p.kind, i.iid DESC, p.id LIMIT 25"""
-    named = {
-        "0": ["two_workflow_labels"],
-        "1": ["unknown_segment"],
-        "2": ["opportunity_link_mismatch", "opportunity_not_found"],
-    }
-    other = [
-        kind
-        for kind in (
-            "unknown_workflow_label", "two_segments", "malformed_close_qtr", "two_close_qtrs", "unknown_em_status",
-            "two_em_statuses", "outcome_on_open_issue", "em_mismatch", "no_segment",
-        )
-    ]  # fmt: skip
+    # Which problem kinds each check counts is the checks' definition, so it is taken from them.
+    named = {str(n): list(kinds) for n, kinds in enumerate(quality.NAMED_PROBLEMS.values())}
+    other = list(quality.OTHER_PROBLEMS)
 
     def quality_params():
         return {
@@ -463,8 +461,9 @@ def sql_reports() -> dict[str, list[tuple[str, Callable[[], dict[str, Any]]]]]:
                 f"""SELECT * FROM (
                     SELECT DISTINCT ON (c.opportunity_id) o.salesforce_id, o.name, a.name, e.name, c.old_value,
                            c.new_value, c.changed_at, o.close_date, o.close_quarter, o.stage_name, o.is_closed,
-                           o.is_won, {PS_AMOUNT}, c.id
+                           o.is_won, {PS_AMOUNT}, c.id, {WHO}
                     FROM {CHANGES} c JOIN {OPPORTUNITIES} o ON o.id = c.opportunity_id
+                    LEFT JOIN auth_user u ON u.id = c.actor_id
                     LEFT JOIN opportunities_account a ON a.id = o.account_id
                     LEFT JOIN {EMS} e ON e.id = o.engagement_manager_id
                     WHERE c.field = 'CloseDate' AND c.changed_at >= %(start)s AND c.changed_at < %(end)s
@@ -497,8 +496,7 @@ def sql_reports() -> dict[str, list[tuple[str, Callable[[], dict[str, Any]]]]]:
             (
                 f"""SELECT i.iid, i.title, i.last_activity_at, i.keep_open_until, e.name, i.keep_open_set_at,
                        COALESCE(u.first_name || ' ' || u.last_name, u.username), u.username,
-                       (SELECT k.reason FROM scoping_keepopenoverride k WHERE k.issue_id = i.id
-                        ORDER BY k.set_at DESC, k.id DESC LIMIT 1),
+                       i.keep_open_reason,
                        i.last_activity_at < %(cutoff)s
                 FROM {ISSUES} i LEFT JOIN {EMS} e ON e.id = i.engagement_manager_id
                 LEFT JOIN auth_user u ON u.id = i.keep_open_set_by_id
@@ -580,8 +578,12 @@ def agree(name: str, report: Any, sql: list[list[tuple]]) -> None:
             (sum(row[2] for row in sql[0]), sum(row[3] for row in sql[0]), len(sql[4])),
         ),
         "slipped_deals": lambda: (
-            (report[0]["count"], report[0]["amount"], [row["salesforce_id"] for row in report[1]]),
-            (sql[0][0][0], sql[0][0][1], [row[0] for row in sql[1]]),
+            (
+                report[0]["count"],
+                report[0]["amount"],
+                [(r["salesforce_id"], r["changed_by"]) for r in report[1]],
+            ),
+            (sql[0][0][0], sql[0][0][1], [(row[0], row[14]) for row in sql[1]]),
         ),
         "calibration": lambda: (
             sorted((o.confidence, o.counts) for o in report.overall if o.total),

@@ -26,11 +26,12 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Cast, Coalesce, NullIf
+from django.db.models.functions import Cast, Coalesce, Concat, NullIf, Trim
 
 from opportunities.choices import EMConfidence
 from opportunities.models import Opportunity, OpportunityChange
 from opportunities.selectors import ps_amount
+from psplan.audit import ChangeSource
 from psplan.fiscal import FiscalQuarter
 from reporting.selectors import CONFIDENCE_COLUMNS, NO_ENGAGEMENT_MANAGER
 
@@ -55,10 +56,22 @@ def _moves_out(quarter: FiscalQuarter) -> QuerySet[OpportunityChange]:
     )
 
 
-def changed_by() -> Value:
-    """Who moved the date. The mirror records CloseDate changes from Salesforce's sync without their
-    author, so the system is the most it can say until the history records a person."""
-    return Value("Salesforce")
+def changed_by() -> Coalesce:
+    """Who made a change, as `ChangeRecord.who` says it: the PS Plan user, else the person the other
+    system names, else the system it came from (the Salesforce mirror does not read the author)."""
+    full_name = Trim(Concat("actor__first_name", Value(" "), "actor__last_name", output_field=_TEXT))
+    system = Case(
+        *(When(source=value, then=Value(label)) for value, label in ChangeSource.choices),
+        default=F("source"),
+        output_field=_TEXT,
+    )
+    return Coalesce(
+        NullIf(full_name, Value("")),
+        F("actor__username"),
+        NullIf(F("actor_name"), Value("")),
+        system,
+        output_field=_TEXT,
+    )
 
 
 def slipped_deals(*, opportunities: QuerySet[Opportunity], quarter: FiscalQuarter) -> QuerySet:
@@ -79,7 +92,7 @@ def slipped_deals(*, opportunities: QuerySet[Opportunity], quarter: FiscalQuarte
             moved_from=Subquery(latest.values("old_value")[:1]),
             moved_to=Subquery(latest.values("new_value")[:1]),
             moved_at=Subquery(latest.values("changed_at")[:1]),
-            changed_by=changed_by(),
+            changed_by=Subquery(latest.annotate(who=changed_by()).values("who")[:1]),
             ps_amount=ps_amount(),
         )
         .order_by("-moved_at", "salesforce_id")

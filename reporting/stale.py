@@ -8,12 +8,12 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F, OuterRef, QuerySet, Subquery
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from psplan.fiscal import FiscalQuarter, add_months
 from scoping import rules
-from scoping.models import KeepOpenOverride, RuleAction, ScopingIssue, stale_cutoff
+from scoping.models import RuleAction, ScopingIssue, stale_cutoff
 
 ISSUE_FIELDS = ("iid", "title", "last_activity_at")
 
@@ -48,11 +48,6 @@ def closed_as_stale(*, quarter: FiscalQuarter) -> QuerySet:
     )
 
 
-def _latest_override(field: str) -> Subquery:
-    latest = KeepOpenOverride.objects.filter(issue=OuterRef("pk")).order_by("-set_at", "-pk")
-    return Subquery(latest.values(field)[:1])
-
-
 def overrides(*, as_of: datetime, limit: int | None = None) -> list[dict[str, Any]]:
     """Open issues an EM keeps open past the inactivity rule, ending soonest first, with the reason and
     whether the override is what holds the rule back (the issue would be stale without it)."""
@@ -63,11 +58,11 @@ def overrides(*, as_of: datetime, limit: int | None = None) -> list[dict[str, An
             *ISSUE_FIELDS,
             "keep_open_until",
             "keep_open_set_at",
+            reason=F("keep_open_reason"),
             em_name=F("engagement_manager__name"),
             first_name=F("keep_open_set_by__first_name"),
             last_name=F("keep_open_set_by__last_name"),
             username=F("keep_open_set_by__username"),
-            reason=_latest_override("reason"),
         )
         .order_by("keep_open_until", "iid")
     )

@@ -11,8 +11,9 @@ from decimal import Decimal
 from typing import Any
 
 from opportunities.models import OpportunityChange
+from psplan.audit import ChangeSource
 from scoping.choices import IssueState
-from scoping.models import KeepOpenOverride, RuleAction
+from scoping.models import RuleAction
 from scoping.services import refresh_issues
 from tests.factories import (
     EngagementManagerFactory,
@@ -136,9 +137,11 @@ def pipeline() -> dict[str, Any]:
     return team
 
 
-def moved(opportunity, when: str, before: str, after: str, *, field: str = "CloseDate") -> None:
+def moved(opportunity, when: str, before: str, after: str, *, field: str = "CloseDate", **who) -> None:
+    """A change recorded in the history, by default from Salesforce; `who` may name the person."""
+    who.setdefault("source", ChangeSource.SALESFORCE)
     OpportunityChange.objects.create(
-        opportunity=opportunity, field=field, old_value=before, new_value=after, changed_at=at(when)
+        opportunity=opportunity, field=field, old_value=before, new_value=after, changed_at=at(when), **who
     )
 
 
@@ -146,7 +149,7 @@ def slipped() -> dict[str, Any]:
     """Q427 runs from 2026-11-01 to 2027-01-31.
 
     Slipped out of Q427: A (2026-12-15 → 2027-02-20 on 2026-11-10, 10,000); B (out, back in, out
-    again: its latest move 2026-12-20 → 2027-04-10 on 2026-12-01, 20,000); F (out to 2027-02-10 and
+    again: its latest move 2026-12-20 → 2027-04-10 on 2026-12-01 by Dana Sales, 20,000); F (out to 2027-02-10 and
     back to 2027-01-10 by the next day: listed, now back in the quarter, 500). Totals: 3 deals, 30,500.
     Not slipped: C moved within the quarter; D moved out before the quarter began; E moved from Q128 to
     Q228; G moved out a second before midnight on 2026-10-31. H slipped out of Q327 (2026-10-15 →
@@ -167,7 +170,7 @@ def slipped() -> dict[str, Any]:
     moved(deals["A"], "2026-11-10", "2026-12-15", "2027-02-20")
     moved(deals["B"], "2026-11-05", "2026-12-01", "2027-03-01")
     moved(deals["B"], "2026-11-20", "2027-03-01", "2026-12-20")
-    moved(deals["B"], "2026-12-01", "2026-12-20", "2027-04-10")
+    moved(deals["B"], "2026-12-01", "2026-12-20", "2027-04-10", actor_name="Dana Sales")
     moved(deals["C"], "2026-12-01", "2026-12-01", "2027-01-15")
     moved(deals["D"], "2026-10-20", "2026-12-01", "2027-03-01")
     moved(deals["E"], "2026-11-15", "2027-03-01", "2027-06-01")
@@ -175,6 +178,7 @@ def slipped() -> dict[str, Any]:
     moved(deals["F"], "2026-11-04", "2027-02-10", "2027-01-10")
     OpportunityChange.objects.create(
         opportunity=deals["G"],
+        source=ChangeSource.SALESFORCE,
         field="CloseDate",
         old_value="2027-01-05",
         new_value="2027-03-03",
@@ -265,6 +269,7 @@ def stale() -> dict[str, Any]:
             keep_open_until=date(2027, 1, 31),
             keep_open_set_by=leader,
             keep_open_set_at=at("2026-10-30"),
+            keep_open_reason="Customer legal review until January",
         ),
         206: quiet(
             206,
@@ -285,16 +290,6 @@ def stale() -> dict[str, Any]:
             opportunity=OpportunityFactory(is_closed=True, is_won=True, close_date=date(2026, 12, 10)),
         ),
     }
-    KeepOpenOverride.objects.create(
-        issue=issues[205], until=date(2026, 12, 31), set_by=leader, set_at=at("2026-10-01"), reason="Waiting"
-    )
-    KeepOpenOverride.objects.create(
-        issue=issues[205],
-        until=date(2027, 1, 31),
-        set_by=leader,
-        set_at=at("2026-10-30"),
-        reason="Customer legal review until January",
-    )
     RuleAction.objects.create(
         issue=issues[206],
         rule=RuleAction.Rule.STALE,

@@ -11,6 +11,7 @@ import pytest
 from opportunities.models import Opportunity
 from psplan.fiscal import FiscalQuarter
 from reporting import deals
+from tests.factories import UserFactory
 from tests.reporting import datasets
 
 pytestmark = pytest.mark.django_db
@@ -37,11 +38,25 @@ def test_deals_whose_close_date_left_the_quarter_after_it_began_are_listed_once_
         for row in response.context["rows"]
     ]
     assert rows == [
-        ("B - Globex", "2026-12-20", "2027-04-10", "Salesforce"),
+        ("B - Globex", "2026-12-20", "2027-04-10", "Dana Sales"),
         ("A - Acme", "2026-12-15", "2027-02-20", "Salesforce"),
         ("F - Wayne", "2027-01-10", "2027-02-10", "Salesforce"),
     ]
     assert response.context["totals"] == {"count": 3, "amount": Decimal("30500")}
+
+
+def test_who_moved_the_date_is_the_person_when_recorded_else_the_system(reader_client):
+    team = datasets.slipped()
+    person = UserFactory(username="sam")
+    datasets.moved(team["A"], "2026-11-12", "2027-01-02", "2027-02-20", source="page", actor=person)
+
+    def who() -> dict[str, str]:
+        return {row["name"]: row["changed_by"] for row in reader_client.get(SLIPPED).context["rows"]}
+
+    assert who() == {"A - Acme": "sam", "B - Globex": "Dana Sales", "F - Wayne": "Salesforce"}
+    person.first_name, person.last_name = "Sam", "Seller"
+    person.save()
+    assert who()["A - Acme"] == "Sam Seller"
 
 
 def test_a_deal_that_came_back_into_the_quarter_says_so(reader_client):
@@ -81,7 +96,7 @@ def test_slipped_deals_download_with_from_to_and_who(reader_client):
     ]  # fmt: skip
     assert rows[1] == [
         team["B"].salesforce_id, "B - Globex", team["B"].account.name, "Tom Becker", "2027-04-10", "Q128",
-        "3-Technical Evaluation", "2026-12-20", "2027-04-10", "2026-12-01T09:00:00+00:00", "Salesforce",
+        "3-Technical Evaluation", "2026-12-20", "2027-04-10", "2026-12-01T09:00:00+00:00", "Dana Sales",
         "20000.00", "USD",
     ]  # fmt: skip
     assert len(rows) == 2
