@@ -247,7 +247,7 @@ def reports() -> dict[str, Callable[[], Any]]:
 
     def slipped_deals():
         chosen = {"opportunities": Opportunity.objects.all(), "quarter": current}
-        return deals.slipped_totals(**chosen), list(deals.slipped_deals(**chosen)[:ROWS_SHOWN])
+        return deals.slipped_totals(**chosen), deals.slipped_deals(**chosen, limit=ROWS_SHOWN)
 
     def calibration():
         quarters = current.previous().ending_series(deals.CALIBRATION_QUARTERS)

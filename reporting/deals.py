@@ -26,7 +26,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Cast, Coalesce, Concat, NullIf, Trim
+from django.db.models.functions import Cast, Coalesce, NullIf
 
 from opportunities.choices import EMConfidence
 from opportunities.models import Opportunity, OpportunityChange
@@ -56,47 +56,61 @@ def _moves_out(quarter: FiscalQuarter) -> QuerySet[OpportunityChange]:
     )
 
 
-def changed_by() -> Coalesce:
+_SOURCES = dict(ChangeSource.choices)
+DEAL_FIELDS = {  # a slipped deal's columns, read through the change's opportunity
+    "salesforce_id": "salesforce_id",
+    "name": "name",
+    "close_date": "close_date",
+    "close_quarter": "close_quarter",
+    "stage_name": "stage_name",
+    "is_closed": "is_closed",
+    "is_won": "is_won",
+    "account_name": "account__name",
+    "em_name": "engagement_manager__name",
+}
+
+
+def who(row: dict[str, Any]) -> str:
     """Who made a change, as `ChangeRecord.who` says it: the PS Plan user, else the person the other
     system names, else the system it came from (the Salesforce mirror does not read the author)."""
-    full_name = Trim(Concat("actor__first_name", Value(" "), "actor__last_name", output_field=_TEXT))
-    system = Case(
-        *(When(source=value, then=Value(label)) for value, label in ChangeSource.choices),
-        default=F("source"),
-        output_field=_TEXT,
-    )
-    return Coalesce(
-        NullIf(full_name, Value("")),
-        F("actor__username"),
-        NullIf(F("actor_name"), Value("")),
-        system,
-        output_field=_TEXT,
-    )
-
-
-def slipped_deals(*, opportunities: QuerySet[Opportunity], quarter: FiscalQuarter) -> QuerySet:
-    """One row per opportunity that slipped out of `quarter`, with its latest move out; newest first."""
-    latest = _moves_out(quarter).filter(opportunity=OuterRef("pk")).order_by("-changed_at", "-pk")
+    full_name = f"{row['actor_first_name'] or ''} {row['actor_last_name'] or ''}".strip()
     return (
-        opportunities.filter(Exists(latest))
-        .values(
-            "salesforce_id",
-            "name",
-            "close_date",
-            "close_quarter",
-            "stage_name",
-            "is_closed",
-            "is_won",
-            account_name=F("account__name"),
-            em_name=F("engagement_manager__name"),
-            moved_from=Subquery(latest.values("old_value")[:1]),
-            moved_to=Subquery(latest.values("new_value")[:1]),
-            moved_at=Subquery(latest.values("changed_at")[:1]),
-            changed_by=Subquery(latest.annotate(who=changed_by()).values("who")[:1]),
-            ps_amount=ps_amount(),
-        )
-        .order_by("-moved_at", "salesforce_id")
+        full_name or row["actor_username"] or row["actor_name"] or _SOURCES.get(row["source"], row["source"])
     )
+
+
+def slipped_deals(
+    *, opportunities: QuerySet[Opportunity], quarter: FiscalQuarter, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """One row per opportunity that slipped out of `quarter`, with its latest move out; newest first."""
+    moves = _moves_out(quarter)
+    later = moves.filter(opportunity=OuterRef("opportunity")).filter(
+        Q(changed_at__gt=OuterRef("changed_at")) | Q(changed_at=OuterRef("changed_at"), pk__gt=OuterRef("pk"))
+    )
+    if opportunities.query.has_filters():  # the page's filters chose some opportunities
+        moves = moves.filter(opportunity__in=opportunities.order_by().values("pk"))
+    rows = (
+        moves.filter(~Exists(later))
+        .values(
+            "source",
+            "actor_name",
+            moved_from=F("old_value"),
+            moved_to=F("new_value"),
+            moved_at=F("changed_at"),
+            actor_first_name=F("actor__first_name"),
+            actor_last_name=F("actor__last_name"),
+            actor_username=F("actor__username"),
+            **{name: F(f"opportunity__{path}") for name, path in DEAL_FIELDS.items()},
+            ps_amount=Coalesce(
+                "opportunity__proserv_amount",
+                "opportunity__ps_value",
+                "opportunity__amount",
+                output_field=_AMOUNT,
+            ),
+        )
+        .order_by("-changed_at", "opportunity__salesforce_id")
+    )
+    return [{**row, "changed_by": who(row)} for row in (rows[:limit] if limit else rows)]
 
 
 def slipped_totals(*, opportunities: QuerySet[Opportunity], quarter: FiscalQuarter) -> dict[str, Any]:

@@ -192,7 +192,7 @@ def slipped_deals(request):
         filterset=filterset,
         period=period,
         totals=deals.slipped_totals(**chosen) if valid else None,
-        rows=deals.slipped_deals(**chosen)[:ROWS_SHOWN] if valid else [],
+        rows=deals.slipped_deals(**chosen, limit=ROWS_SHOWN) if valid else [],
         salesforce_base=salesforce_url_prefix(),
         rows_shown=ROWS_SHOWN,
     )
