@@ -3,13 +3,12 @@ schema, the CSV and the HTML table header."""
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db.models import F
 from rest_framework import serializers
 
 from opportunities.api.serializers import WriteBackSerializer, write_back
 from opportunities.choices import EMConfidence
-from opportunities.models import SalesforceWrite
+from opportunities.models import SalesforceWrite, salesforce_url_prefix
 from opportunities.selectors import ps_amount
 from psplan import queue
 from psplan.columns import Column, Table, column, iso, money, or_none
@@ -18,8 +17,7 @@ MONEY = {"max_digits": 16, "decimal_places": 2, "allow_null": True}
 
 
 def _salesforce_url(row) -> str:
-    base = settings.SALESFORCE_INSTANCE_URL or "https://login.salesforce.com"
-    return f"{base}/lightning/r/Opportunity/{row['salesforce_id']}/view"
+    return f"{salesforce_url_prefix()}{row['salesforce_id']}/view"
 
 
 # The record's EM as the API names them (GitLab username) and as people read them (name).

@@ -200,7 +200,7 @@ _ERRORS = {
     "401": ("Not signed in: send `Authorization: Token <key>` or a session cookie", "ErrorDetail"),
     "403": ("Signed in, but only engagement managers and admins may change data", "ErrorDetail"),
     "404": ("No such record (or no such page)", "ErrorDetail"),
-    "406": ("The API only answers JSON", "ErrorDetail"),
+    "406": ("The API answers JSON, and CSV where it lists rows or reports", "ErrorDetail"),
     "415": ("Send the body as application/json", "ErrorDetail"),
     "429": (
         "Too many requests for this user, or wrong tokens from this address; see Retry-After",
@@ -265,12 +265,22 @@ class PSPlanAutoSchema(AutoSchema):
 
 
 class JSONNegotiation(DefaultContentNegotiation):
-    """The API renders JSON only: answer the Accept headers clients send without ranking media types."""
+    """JSON first: answer the Accept headers clients usually send without ranking media types."""
 
     def select_renderer(self, request, renderers, format_suffix=None):
-        if request.META.get("HTTP_ACCEPT", "*/*") in ("*/*", "application/json", ""):
+        # `?format=csv` outranks the Accept header, as in DRF's own negotiation.
+        asked_format = format_suffix or request.query_params.get(self.settings.URL_FORMAT_OVERRIDE)
+        if not asked_format and request.META.get("HTTP_ACCEPT", "*/*") in ("*/*", "application/json", ""):
             return renderers[0], renderers[0].media_type
         return super().select_renderer(request, renderers, format_suffix)
+
+    def filter_renderers(self, renderers, format):
+        """An unknown `?format=` is bad input (400 naming it), not a missing page as DRF answers."""
+        chosen = [renderer for renderer in renderers if renderer.format == format]
+        if not chosen:
+            offered = ", ".join(renderer.format for renderer in renderers)
+            raise ValidationError({self.settings.URL_FORMAT_OVERRIDE: [f"Use one of: {offered}."]})
+        return chosen
 
 
 class APIDefaults:
