@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.db.models import F
 from rest_framework import serializers
 
-from opportunities.api.serializers import WriteBackSerializer, write_back
+from opportunities.api.serializers import WriteBackSerializer, write_back, write_back_status
 from opportunities.choices import EMConfidence
 from opportunities.models import SalesforceWrite, salesforce_url_prefix
 from opportunities.selectors import ps_amount
@@ -99,6 +99,7 @@ OPPORTUNITIES = Table(
             ),
             reads=queue.latest_write_state(SalesforceWrite),
             value=write_back,
+            csv=write_back_status,
         ),
     ),
 )

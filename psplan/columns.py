@@ -8,7 +8,7 @@ many columns there are, and building an item is a dict comprehension over precom
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -18,6 +18,8 @@ from typing import Any
 
 from django.db.models import QuerySet
 from rest_framework import serializers
+
+from psplan import csv_export
 
 Row = Mapping[str, Any]
 
@@ -49,6 +51,7 @@ class Column:
     field: serializers.Field
     reads: Mapping[str, Any] | None = None
     value: Callable[[Row], Any] | None = None
+    csv: Callable[[Any], Any] | None = None  # the CSV cell from the item's value; the value by default
 
     @property
     def lookups(self) -> Mapping[str, Any]:
@@ -113,6 +116,18 @@ class Table:
     def keys(self) -> list[str]:
         return [column.key for column in self.columns]
 
+    def csv_table(self, items: Iterable[Mapping[str, Any]]) -> tuple[list[csv_export.Column], list[dict]]:
+        """The CSV of API items: every column, headed by its label, one cell per value."""
+        columns = [csv_export.Column(column.key, column.label) for column in self.columns]
+        cells = [(column.key, column.csv) for column in self.columns if column.csv is not None]
+        rows = []
+        for item in items:
+            row = dict(item)
+            for key, to_cell in cells:
+                row[key] = to_cell(row[key])
+            rows.append(row)
+        return columns, rows
+
     @cached_property
     def serializer(self) -> type[serializers.Serializer]:
         """A DRF serializer with the columns' fields, for the OpenAPI schema; it writes items as `item` does."""
@@ -135,24 +150,3 @@ class Table:
     @cached_property
     def _readers(self) -> tuple[tuple[str, Callable[[Row], Any]], ...]:
         return tuple((column_.key, column_.read) for column_ in self.columns)
-
-
-def csv_text(value: Any) -> str:
-    """A cell for people's spreadsheets: lists joined, nothing as empty, the state of a write-back by name."""
-    if value is None:
-        return ""
-    if isinstance(value, list | tuple):
-        return "; ".join(csv_text(item) for item in value)
-    if isinstance(value, dict):
-        return str(value.get("status") or value.get("name") or "")
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
-
-
-def csv_rows(table: Table, items: Sequence[Mapping[str, Any]]) -> Iterable[list[str]]:
-    """The table's header, then one line of text cells per API item."""
-    yield table.labels
-    keys = table.keys
-    for item in items:
-        yield [csv_text(item[key]) for key in keys]

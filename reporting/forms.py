@@ -3,7 +3,9 @@ from __future__ import annotations
 from django import forms
 
 from opportunities.filters import validate_quarter_code
+from psplan.audit import ChangeSource
 from psplan.fiscal import FiscalQuarter
+from reporting.audit import AuditFilters
 
 QUARTER_CHOICES = 12  # three fiscal years to pick from; older quarters still work typed into the URL
 
@@ -32,3 +34,20 @@ class QuarterForm(forms.Form):
         codes = [current.shifted(-offset).code for offset in range(QUARTER_CHOICES)]
         chosen = self.chosen.code
         return codes if chosen in codes else [chosen, *codes]
+
+
+class AuditForm(forms.Form):
+    """What the audit trail is narrowed to: an issue, an opportunity, a person, where the change came from."""
+
+    issue = forms.IntegerField(label="Issue", required=False, min_value=1, max_value=2**31 - 1)
+    opportunity = forms.CharField(label="Opportunity", required=False, max_length=255, strip=True)
+    person = forms.CharField(label="Person", required=False, max_length=255, strip=True)
+    source = forms.ChoiceField(
+        label="From", required=False, choices=[("", "Anywhere"), *ChangeSource.choices]
+    )
+
+    def filters(self) -> AuditFilters:
+        data = self.cleaned_data
+        return AuditFilters(
+            issue=data["issue"], opportunity=data["opportunity"], person=data["person"], source=data["source"]
+        )

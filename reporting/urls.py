@@ -11,4 +11,5 @@ urlpatterns = [
     path("calibration/", views.calibration, name="calibration"),
     path("stale/", views.stale_issues, name="stale"),
     path("data-quality/", views.data_quality, name="data-quality"),
+    path("audit/", views.audit_trail, name="audit-trail"),
 ]

@@ -7,20 +7,24 @@ from dataclasses import asdict
 from typing import Any
 
 from django.conf import settings
+from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.utils import timezone
 
 from opportunities.filters import ForecastFilter
 from opportunities.models import EngagementManager, Opportunity, salesforce_url_prefix
+from psplan.audit import ChangeSource
 from psplan.csv_export import Column, csv_response
 from psplan.fiscal import FiscalQuarter
-from reporting import charts, deals, exports, quality, selectors, stale
+from psplan.permissions import staff_only
+from reporting import audit, charts, deals, exports, quality, selectors, stale
 from reporting.filters import DealFilter, WinRateWindowFilter
-from reporting.forms import QuarterForm
+from reporting.forms import AuditForm, QuarterForm
 from scoping.models import ScopingIssue
 
 ROWS_SHOWN = 100  # a longer list is in the table's CSV
+AUDIT_ROWS_PER_PAGE = 100
 CHECK_ROWS_SHOWN = 25  # the data-quality page has ten such tables
 Export = Callable[[], tuple[Iterable[Column], Iterable[dict[str, Any]]]]
 
@@ -302,3 +306,26 @@ def _quality_export(check: quality.Check, today) -> Export:
         return exports.QUALITY[check.record], rows
 
     return export
+
+
+@staff_only
+def audit_trail(request):
+    """Staff: every recorded change, who made it, from where, and whether the other system has it yet."""
+    form = AuditForm(request.GET or None)
+    filters = form.filters() if form.is_valid() else audit.AuditFilters()
+    rows = audit.trail(filters)
+    if "csv" in request.GET:
+        return csv_response(
+            filename="audit-trail",
+            columns=audit.COLUMNS,
+            rows=(audit.described(row) for row in rows),
+        )
+    page = Paginator(rows, AUDIT_ROWS_PER_PAGE).get_page(request.GET.get("page"))
+    page.object_list = [audit.described(row) for row in page.object_list]
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "reporting/audit_trail.html",
+        {"form": form, "page": page, "query": query.urlencode(), "sources": ChangeSource.choices},
+    )

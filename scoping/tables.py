@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import F
 from rest_framework import serializers
 
-from opportunities.api.serializers import WriteBackSerializer, write_back
+from opportunities.api.serializers import WriteBackSerializer, write_back, write_back_status
 from opportunities.choices import Segment
 from opportunities.tables import ENGAGEMENT_MANAGER_COLUMNS
 from psplan import queue
@@ -34,6 +34,7 @@ WRITE_BACK = Column(
     ),
     reads=queue.latest_write_state(GitLabWrite),
     value=write_back,
+    csv=write_back_status,
 )
 
 SCOPING_ISSUES = Table(
@@ -160,6 +161,7 @@ ENGAGEMENT_MANAGERS = Table(
             _TerritorySerializer(many=True),
             reads={"territory_list": TERRITORIES},
             value=_territories,
+            csv=lambda territories: [f"{t['name']} ({t['role']})" for t in territories],
         ),
         Column(
             "segments",

@@ -32,6 +32,13 @@ def write_back(row: dict[str, Any]) -> dict[str, Any] | None:
     return None if state is None else {**state, "since": iso(state["since"])}
 
 
+def write_back_status(state: dict[str, Any] | None) -> str:
+    """A write-back in a CSV cell: its status, and why when it failed."""
+    if state is None:
+        return ""
+    return f"{state['status']}: {state['error']}" if state["error"] else state["status"]
+
+
 @extend_schema_field(
     {"type": "string", "nullable": True, "description": "The engagement manager's GitLab username"}
 )

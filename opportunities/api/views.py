@@ -18,13 +18,16 @@ from opportunities.services import update_ps_fields
 from opportunities.tables import OPPORTUNITIES
 from psplan.api import APIDefaults
 from psplan.audit import ChangeSource
+from psplan.csv_export import CSVAnswers
 
 # Salesforce ids are 15 or 18 letters and digits; other paths reach psplan.api_urls' JSON 404.
 _SALESFORCE_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 
 
-class OpportunityViewSet(APIDefaults, viewsets.GenericViewSet):
+class OpportunityViewSet(CSVAnswers, APIDefaults, viewsets.GenericViewSet):
     """Mirrored Salesforce opportunities and their Professional Services section."""
+
+    csv_filename = "opportunities"
 
     queryset = Opportunity.objects.all()
     serializer_class = OPPORTUNITIES.serializer
@@ -60,6 +63,9 @@ class OpportunityViewSet(APIDefaults, viewsets.GenericViewSet):
                 raise ValidationError(_by_field(exc)) from None
         # Read after commit: delivery is queued on commit and may already have run.
         return Response(OPPORTUNITIES.item(self._row(salesforce_id)))
+
+    def csv_table(self, data):
+        return OPPORTUNITIES.csv_table(data.get("results", [data]))
 
     def _locked(self, salesforce_id: str) -> Opportunity:
         opportunity = Opportunity.objects.select_for_update().filter(salesforce_id=salesforce_id).first()

@@ -13,6 +13,7 @@ from opportunities.filters import EngagementManagerListFilter
 from opportunities.models import EngagementManager
 from psplan.api import APIDefaults, field_errors
 from psplan.audit import ChangeSource
+from psplan.csv_export import CSVAnswers
 from scoping import selectors, services
 from scoping.api.serializers import ScopingIssueEditSerializer
 from scoping.filters import ScopingIssueFilter
@@ -20,8 +21,10 @@ from scoping.models import ScopingIssue
 from scoping.tables import ENGAGEMENT_MANAGERS, SCOPING_ISSUE_DETAIL, SCOPING_ISSUES
 
 
-class ScopingIssueViewSet(APIDefaults, viewsets.GenericViewSet):
+class ScopingIssueViewSet(CSVAnswers, APIDefaults, viewsets.GenericViewSet):
     """GitLab scoping issues as PS Plan reads their labels; PATCH writes the change back to GitLab."""
+
+    csv_filename = "scoping-issues"
 
     queryset = ScopingIssue.objects.all()
     serializer_class = SCOPING_ISSUES.serializer
@@ -51,6 +54,11 @@ class ScopingIssueViewSet(APIDefaults, viewsets.GenericViewSet):
             _apply(issue, edit.validated_data, actor=request.user)
         # Read after commit: delivery is queued on commit and may already have run.
         return Response(SCOPING_ISSUE_DETAIL.item(self._row(iid)))
+
+    def csv_table(self, data):
+        if self.action == "list":
+            return SCOPING_ISSUES.csv_table(data["results"])
+        return SCOPING_ISSUE_DETAIL.csv_table([data])
 
     def _locked(self, iid: str) -> ScopingIssue:
         issue = ScopingIssue.objects.current().select_for_update().filter(iid=int(iid)).first()
@@ -89,7 +97,7 @@ def _apply(issue: ScopingIssue, changes: dict[str, Any], *, actor) -> None:
             raise field_errors("keep_open_until", exc) from None
 
 
-class EngagementManagerViewSet(APIDefaults, viewsets.GenericViewSet):
+class EngagementManagerViewSet(CSVAnswers, APIDefaults, viewsets.GenericViewSet):
     """Engagement managers with their territories and how many open scoping issues each has."""
 
     queryset = EngagementManager.objects.all()
@@ -99,6 +107,11 @@ class EngagementManagerViewSet(APIDefaults, viewsets.GenericViewSet):
     def get_queryset(self):
         return selectors.engagement_managers()
 
+    csv_filename = "engagement-managers"
+
     def list(self, request):
         page = self.paginate_rows(ENGAGEMENT_MANAGERS.rows)
         return self.get_paginated_response(ENGAGEMENT_MANAGERS.items(page))
+
+    def csv_table(self, data):
+        return ENGAGEMENT_MANAGERS.csv_table(data["results"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import date
 from decimal import Decimal
 
@@ -283,3 +285,13 @@ def test_the_patch_answer_shows_a_delivery_that_happened_on_commit(salesforce, e
 
     assert (body["write_back"]["status"], body["write_back"]["error"]) == ("delivered", None)
     assert salesforce.get_opportunity(salesforce_id)["EM_Confidence__c"] == "Green"
+
+
+def test_the_list_answers_csv_with_money_names_and_the_write_back_state(reader_api):
+    OpportunityFactory(salesforce_id=OPP, name="Acme", proserv_amount=Decimal("1234.5"))
+    response = reader_api.get(f"{LIST}?format=csv")
+    assert response["Content-Disposition"] == 'attachment; filename="opportunities.csv"'
+    header, row = list(csv.reader(io.StringIO(response.content.decode())))
+    cells = dict(zip(header, row, strict=True))
+    assert (cells["Salesforce id"], cells["Opportunity"], cells["PS amount"]) == (OPP, "Acme", "1234.50")
+    assert cells["Write-back"] == ""
