@@ -11,6 +11,7 @@ import pytest
 import time_machine
 from django.db import connection, transaction
 from django.db.models import F
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from kombu.transport.memory import Channel as MemoryChannel
 
@@ -461,6 +462,39 @@ def test_a_write_due_after_the_budget_ends_is_not_waited_for():
 
     assert courier.batches == []
     assert still_pending() == [write.pk]
+
+
+def overdue_write_held_back(*, earlier_due_in: timedelta) -> list[int]:
+    """An issue whose first write waits for its retry while a second, made later, is long overdue."""
+    issue = ScopingIssueFactory()
+    earlier = queued(issue, due_in=earlier_due_in, attempts=1, last_error="503")
+    later = queued(issue, due_in=-timedelta(minutes=5))
+    return [earlier.pk, later.pk]
+
+
+@pytest.mark.django_db
+def test_a_run_without_a_budget_ends_when_the_only_overdue_write_is_held_back():
+    overdue_write_held_back(earlier_due_in=timedelta(seconds=1))
+    courier = Courier()
+
+    with CaptureQueriesContext(connection) as queries:
+        queue.drain(GitLabWrite, courier, batch=10, lease=LEASE)
+
+    assert courier.batches == []
+    assert len(queries) == 2  # one look for due writes, one for the next to come due: no busy loop
+
+
+@pytest.mark.django_db
+def test_with_a_budget_a_held_back_write_goes_right_after_the_write_it_waits_for():
+    writes = overdue_write_held_back(earlier_due_in=timedelta(seconds=1))
+    courier = Courier()
+
+    with CaptureQueriesContext(connection) as queries:
+        queue.drain(GitLabWrite, courier, batch=10, lease=LEASE, budget=10)
+
+    assert courier.batches == [writes]
+    assert still_pending() == []
+    assert len(queries) < 20  # it slept until the first write came due instead of asking again and again
 
 
 # --- Starting delivery runs ----------------------------------------------------------------------------
