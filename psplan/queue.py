@@ -200,13 +200,17 @@ def drain(
             if deliver(writes) or budget > 0:
                 continue
             return
-        next_due = model.objects.filter(status=WriteStatus.PENDING).aggregate(at=Min("next_attempt_at"))["at"]
+        # Only a write whose time is still to come can change that: a pending one already past its time
+        # waits behind an earlier write of its record, and looking again before then would spin.
+        now = timezone.now()
+        waiting = model.objects.filter(status=WriteStatus.PENDING, next_attempt_at__gt=now)
+        next_due = waiting.aggregate(at=Min("next_attempt_at"))["at"]
         if next_due is None:
             return
-        wait = (next_due - timezone.now()).total_seconds()
+        wait = (next_due - now).total_seconds()
         if time.monotonic() + wait > deadline:
             return
-        time.sleep(max(0.0, wait))
+        time.sleep(wait)
 
 
 _deferral = threading.local()
