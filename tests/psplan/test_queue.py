@@ -228,7 +228,6 @@ def test_delivered_writes_say_when_and_lose_the_error_of_an_earlier_attempt(cloc
             timezone.now(),
             "",
         )
-        assert write.since == timezone.now()
     untouched.refresh_from_db()
     assert (untouched.status, untouched.last_error) == (WriteStatus.PENDING, "503 Service Unavailable")
 
@@ -245,7 +244,6 @@ def test_a_failed_write_keeps_the_other_systems_reason(clock):
         timezone.now(),
         "Label 'x' does not exist",
     )
-    assert write.since == write.failed_at
 
 
 def test_marking_no_writes_touches_nothing_and_counts_zero():
@@ -268,25 +266,6 @@ def test_a_write_put_back_to_retry_waits_its_delay_keeping_its_attempt_and_error
         "GitLab is down (503)",
         timezone.now() + timedelta(seconds=45),
     )
-    assert write.since == write.created_at
-
-
-@pytest.mark.django_db
-def test_a_released_write_is_due_again_at_once_and_its_attempt_does_not_count(clock):
-    queued(ScopingIssueFactory(), last_error="timeout")
-    (write,) = queue.claim(GitLabWrite, limit=1, lease=LEASE)
-
-    queue.release([write])
-
-    write.refresh_from_db()
-    assert (write.status, write.attempts, write.lease_token, write.last_error, write.next_attempt_at) == (
-        WriteStatus.PENDING,
-        0,
-        "",
-        "timeout",
-        timezone.now(),
-    )
-    assert due_writes() == [write]
 
 
 @pytest.mark.django_db
