@@ -20,6 +20,7 @@ class EngagementManagerChoiceField(forms.ModelChoiceField):
     """EMs by name; the value is the GitLab username that the filters and the API use too."""
 
     widget = PlainSelect
+    label_field = "name"  # PlainSelect reads the options' labels from this column alone
 
     def __init__(self, **kwargs):
         kwargs.setdefault("label", "Engagement manager")

@@ -21,7 +21,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, JSONObject
 
-from opportunities.models import EngagementManager, SalesforceWrite, SyncRun, TerritoryAssignment
+from opportunities.models import EngagementManager, Opportunity, SalesforceWrite, SyncRun, TerritoryAssignment
 from psplan import queue
 from psplan.queue import WriteStatus
 from scoping.models import GitLabWrite, IssueChange, ScopingIssue, WebhookDelivery
@@ -132,6 +132,26 @@ def with_write_state(queryset: QuerySet[ScopingIssue]) -> QuerySet[ScopingIssue]
             output_field=CharField(),
         )
     )
+
+
+def with_opportunity_write(queryset: QuerySet[ScopingIssue]) -> QuerySet[ScopingIssue]:
+    """Annotate the state of the newest Salesforce write of each issue's opportunity, so that a page showing
+    the opportunity beside the issue reads both in one query (see opportunity_with_write)."""
+    newest = SalesforceWrite.objects.filter(opportunity=OuterRef("opportunity_id")).order_by("-pk")
+    return queryset.annotate(
+        opportunity_write_status=Subquery(newest.values("status")[:1]),
+        opportunity_write_error=Subquery(newest.values("last_error")[:1]),
+    )
+
+
+def opportunity_with_write(issue: ScopingIssue) -> Opportunity | None:
+    """The issue's opportunity (selected with it) carrying `write_status` and `write_error`, as
+    opportunities.selectors.with_latest_write annotates them, from with_opportunity_write's annotations."""
+    opportunity = issue.opportunity
+    if opportunity is not None:
+        opportunity.write_status = issue.opportunity_write_status
+        opportunity.write_error = issue.opportunity_write_error
+    return opportunity
 
 
 def undelivered_changes(issue: ScopingIssue) -> dict[str, list]:
