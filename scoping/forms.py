@@ -7,13 +7,9 @@ from opportunities.choices import Segment
 from opportunities.models import EngagementManager
 from psplan.widgets import PlainSelect
 from scoping.choices import EMStatus, Stage
+from scoping.selectors import assignable_engagement_managers
 
 NONE_CHOICE = [("", "—")]
-
-
-def _assignable_engagement_managers():
-    """Only EMs PS Plan can assign in GitLab: active and linked to a GitLab user."""
-    return EngagementManager.objects.active().exclude(gitlab_username="").filter(gitlab_user_id__isnull=False)
 
 
 class EngagementManagerChoiceField(forms.ModelChoiceField):
@@ -27,9 +23,7 @@ class EngagementManagerChoiceField(forms.ModelChoiceField):
         kwargs.setdefault(
             "error_messages", {"invalid_choice": "Choose an engagement manager who is linked to GitLab."}
         )
-        super().__init__(
-            queryset=_assignable_engagement_managers(), to_field_name="gitlab_username", **kwargs
-        )
+        super().__init__(queryset=assignable_engagement_managers(), to_field_name="gitlab_username", **kwargs)
 
     def label_from_instance(self, obj: EngagementManager) -> str:
         return obj.name

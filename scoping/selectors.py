@@ -66,6 +66,11 @@ def issue_rows(queryset: QuerySet[ScopingIssue], *, as_of: datetime, detail: boo
     )
 
 
+def assignable_engagement_managers() -> QuerySet[EngagementManager]:
+    """Only EMs PS Plan can assign in GitLab: active and linked to a GitLab user."""
+    return EngagementManager.objects.active().exclude(gitlab_username="").filter(gitlab_user_id__isnull=False)
+
+
 def engagement_managers() -> QuerySet[EngagementManager]:
     return EngagementManager.objects.order_by("name", "pk")
 

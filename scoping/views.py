@@ -48,7 +48,7 @@ from scoping.services import (
     set_keep_open,
 )
 from scoping.sync import lock_holder
-from scoping.triage import suggest
+from scoping.triage import assignable_by_name, suggest
 from scoping.workspace import FIRST_TOUCH, TriageRow, em_board, my_work, swimlanes, triage_page, triage_rows
 
 ISSUES_PER_PAGE = 50
@@ -338,9 +338,7 @@ def set_em_status(request, iid: int):
 
 def _triage_rows(issues: list[ScopingIssue], *, posted: TriageForm | None = None) -> list[TriageRow]:
     """Rows with their suggestion preselected; a refused form keeps what was posted and its errors."""
-    assignable = TriageForm.base_fields["engagement_manager"].queryset.order_by("name")
-    em_choices = (("", "---------"), *((em.gitlab_username, em.name) for em in assignable))
-    return triage_rows(issues, em_choices=em_choices, as_of=timezone.now(), posted=posted)
+    return triage_rows(issues, as_of=timezone.now(), posted=posted)
 
 
 def _triage_context(request, **extra) -> dict:
@@ -407,7 +405,7 @@ def accept_suggestions(request):
     if not form.is_valid():
         messages.error(request, "Select rows that are still waiting for triage.")
         return _triage_answer(request, "scoping/_triage_queue.html", _triage_context(request), status=400)
-    suggestions = suggest(untriaged)
+    suggestions = suggest(untriaged, assignable=assignable_by_name())
     done = [
         _triage_one(issue, segment=s.segment, engagement_manager=s.engagement_manager, actor=request.user)
         for issue in untriaged
