@@ -310,6 +310,19 @@ class MyWork:
     failed_salesforce: list
 
 
+# What "My work" and its e-mail show of a closing opportunity (its PS amount is the first of the amounts set).
+_CLOSING_FIELDS = (
+    "salesforce_id",
+    "name",
+    "em_confidence",
+    "close_date",
+    "proserv_amount",
+    "ps_value",
+    "amount",
+    "account__name",
+)
+
+
 def my_work(engagement_manager: EngagementManager, user, *, as_of: datetime) -> MyWork:
     """An EM's day: what waits for them first, each list capped."""
     mine = ScopingIssue.objects.current().for_em(engagement_manager)
@@ -330,6 +343,7 @@ def my_work(engagement_manager: EngagementManager, user, *, as_of: datetime) -> 
             close_date__lte=today + CLOSING_SOON,
         )
         .select_related("account")
+        .only(*_CLOSING_FIELDS)
         .order_by("close_date", "name")
     )
     failed = failed_writes_for(engagement_manager=engagement_manager, user=user)
