@@ -21,7 +21,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, JSONObject
 
-from opportunities.models import EngagementManager, SalesforceWrite, SyncRun, TerritoryAssignment
+from opportunities.models import EngagementManager, Opportunity, SalesforceWrite, SyncRun, TerritoryAssignment
 from psplan.queue import WriteStatus
 from scoping.models import GitLabWrite, IssueChange, ScopingIssue, WebhookDelivery
 
@@ -29,6 +29,11 @@ from scoping.models import GitLabWrite, IssueChange, ScopingIssue, WebhookDelive
 def issues() -> QuerySet[ScopingIssue]:
     """Issues still in GitLab, newest first."""
     return ScopingIssue.objects.current().order_by("-iid")
+
+
+def assignable_engagement_managers() -> QuerySet[EngagementManager]:
+    """Only EMs PS Plan can assign in GitLab: active and linked to a GitLab user."""
+    return EngagementManager.objects.active().exclude(gitlab_username="").filter(gitlab_user_id__isnull=False)
 
 
 def engagement_managers() -> QuerySet[EngagementManager]:
@@ -86,6 +91,26 @@ def with_write_state(queryset: QuerySet[ScopingIssue]) -> QuerySet[ScopingIssue]
     )
 
 
+def with_opportunity_write(queryset: QuerySet[ScopingIssue]) -> QuerySet[ScopingIssue]:
+    """Annotate the state of the newest Salesforce write of each issue's opportunity, so that a page showing
+    the opportunity beside the issue reads both in one query (see opportunity_with_write)."""
+    newest = SalesforceWrite.objects.filter(opportunity=OuterRef("opportunity_id")).order_by("-pk")
+    return queryset.annotate(
+        opportunity_write_status=Subquery(newest.values("status")[:1]),
+        opportunity_write_error=Subquery(newest.values("last_error")[:1]),
+    )
+
+
+def opportunity_with_write(issue: ScopingIssue) -> Opportunity | None:
+    """The issue's opportunity (selected with it) carrying `write_status` and `write_error`, as
+    opportunities.selectors.with_latest_write annotates them, from with_opportunity_write's annotations."""
+    opportunity = issue.opportunity
+    if opportunity is not None:
+        opportunity.write_status = issue.opportunity_write_status
+        opportunity.write_error = issue.opportunity_write_error
+    return opportunity
+
+
 def undelivered_changes(issue: ScopingIssue) -> dict[str, list]:
     """The issue's GitLab writes and its opportunity's Salesforce writes that are not delivered yet."""
     gitlab = GitLabWrite.objects.filter(issue=issue).exclude(status=WriteStatus.DELIVERED)
@@ -99,15 +124,18 @@ def undelivered_changes(issue: ScopingIssue) -> dict[str, list]:
 
 
 def failed_writes_for(*, engagement_manager: EngagementManager, user) -> dict[str, QuerySet]:
-    """Write-backs GitLab or Salesforce refused, on the EM's issues and opportunities or made by them."""
+    """Write-backs GitLab or Salesforce refused, on the EM's issues and opportunities or made by them, with
+    what "My work" and its e-mail show of each."""
     return {
         "gitlab": GitLabWrite.objects.filter(status=WriteStatus.FAILED)
         .filter(Q(issue__engagement_manager=engagement_manager) | Q(created_by=user))
         .select_related("issue")
+        .only("last_error", "issue__iid", "issue__title")
         .order_by("-created_at", "-id"),
         "salesforce": SalesforceWrite.objects.filter(status=WriteStatus.FAILED)
         .filter(Q(opportunity__engagement_manager=engagement_manager) | Q(created_by=user))
         .select_related("opportunity")
+        .only("last_error", "opportunity__salesforce_id", "opportunity__name")
         .order_by("-created_at", "-id"),
     }
 

@@ -34,15 +34,17 @@ class _Links:
     issue_list: str
 
 
+def iid_url(name: str) -> str:
+    """A URL pattern taking an issue's iid, reversed once, with `{iid}` to fill in per issue."""
+    return reverse(name, args=[987654321]).replace("987654321", "{iid}")
+
+
 @lru_cache(maxsize=64)
 def _links(board_query: str) -> _Links:
-    def pattern(name: str) -> str:
-        return reverse(name, args=[987654321]).replace("987654321", "{iid}")
-
     return _Links(
-        detail=pattern("scoping:issue-detail"),
-        move=f"{pattern('scoping:move-issue')}?{board_query}",
-        em_status=f"{pattern('scoping:set-em-status')}?{board_query}",
+        detail=iid_url("scoping:issue-detail"),
+        move=f"{iid_url('scoping:move-issue')}?{board_query}",
+        em_status=f"{iid_url('scoping:set-em-status')}?{board_query}",
         issue_list=reverse("scoping:issue-list"),
     )
 
