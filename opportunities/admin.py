@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
 
 from opportunities.models import (
     Account,
@@ -48,6 +48,8 @@ class OpportunityAdmin(admin.ModelAdmin):
     list_filter = ["em_confidence", "is_closed", "is_won", "close_quarter"]
     search_fields = ["name", "salesforce_id", "account__name"]
     list_select_related = ["account", "engagement_manager"]
+    # A link typed without a scheme is a GitLab issue, which is served over HTTPS.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fields = [
         "salesforce_id",
         "name",

@@ -42,6 +42,8 @@ class TimelineEntry:
     stage: str = ""
     note: str = ""
     write_status: str = ""
+    write_error: str = ""
+    system: str = "GitLab"  # where the change's write goes
     source: str = ""
 
 
@@ -94,6 +96,7 @@ _CHANGE_COLUMNS = (
     "actor__engagement_manager__name",
     "write_id",
     "write__status",
+    "write__last_error",
 )
 _SOURCE_NAMES = dict(ChangeSource.choices)
 _RULE_NAMES = dict(RuleAction.Rule.choices)
@@ -125,6 +128,7 @@ def _change_entry(change: dict[str, Any]) -> TimelineEntry:
         stage=change["new_value"] if field == "stage" else "",
         note=change["note"] or (change["write__note"] if has_write else ""),
         write_status=change["write__status"] if has_write else "",
+        write_error=change["write__last_error"] if has_write else "",
         source=_SOURCE_NAMES.get(change["source"], change["source"]),
     )
 
@@ -139,6 +143,8 @@ def _opportunity_entries(issue: ScopingIssue) -> list[TimelineEntry]:
             who=_actor(change),
             what=f"Opportunity {change['field']}: {change['old_value'] or '—'} → {change['new_value'] or '—'}",
             write_status=change["write__status"] if change["write_id"] is not None else "",
+            write_error=change["write__last_error"] if change["write_id"] is not None else "",
+            system="Salesforce",
             source=_SOURCE_NAMES.get(change["source"], change["source"]),
         )
         for change in changes[:TIMELINE_LIMIT]

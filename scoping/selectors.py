@@ -16,6 +16,7 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    TextField,
     Value,
     When,
 )
@@ -77,18 +78,31 @@ TERRITORIES = Subquery(
 
 
 def with_write_state(queryset: QuerySet[ScopingIssue]) -> QuerySet[ScopingIssue]:
-    """Annotate `write_state`: "failed" when a change to the issue was refused, "pending" while one waits."""
+    """Annotate `write_state`: "failed" when a change to the issue was refused, "pending" while one waits;
+    and `write_error`: GitLab's answer to the newest such write (empty while a pending one was never tried)."""
     undelivered = GitLabWrite.objects.filter(issue=OuterRef("pk"))
+    failed = undelivered.filter(status=WriteStatus.FAILED)
+    pending = undelivered.filter(status=WriteStatus.PENDING)
     return queryset.annotate(
         write_state=Case(
-            When(Exists(undelivered.filter(status=WriteStatus.FAILED)), then=Value(WriteStatus.FAILED.value)),
-            When(
-                Exists(undelivered.filter(status=WriteStatus.PENDING)), then=Value(WriteStatus.PENDING.value)
-            ),
+            When(Exists(failed), then=Value(WriteStatus.FAILED.value)),
+            When(Exists(pending), then=Value(WriteStatus.PENDING.value)),
             default=Value(""),
             output_field=CharField(),
         )
+    ).annotate(
+        # Read only for the few issues with such a write: most rows never run these subqueries.
+        write_error=Case(
+            When(write_state=WriteStatus.FAILED.value, then=_newest_error(failed)),
+            When(write_state=WriteStatus.PENDING.value, then=_newest_error(pending)),
+            default=Value(""),
+            output_field=TextField(),
+        )
     )
+
+
+def _newest_error(writes: QuerySet[GitLabWrite]) -> Coalesce:
+    return Coalesce(Subquery(writes.order_by("-created_at", "-pk").values("last_error")[:1]), Value(""))
 
 
 def with_opportunity_write(queryset: QuerySet[ScopingIssue]) -> QuerySet[ScopingIssue]:

@@ -56,6 +56,7 @@ class Card:
     stale_now: bool
     going_stale_now: bool
     write_state: str
+    write_error: str
     stage_entered_at: datetime
 
 

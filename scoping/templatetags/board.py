@@ -13,15 +13,11 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from opportunities.templatetags.write_state import write_badge
 from scoping.choices import EMStatus
 from scoping.workspace import Card, Column
 
 register = template.Library()
-
-_WRITE_TAGS = {
-    "pending": mark_safe('<span class="tag pending-tag">sending…</span>'),
-    "failed": mark_safe('<span class="tag failed-tag">not saved in GitLab</span>'),
-}
 
 
 @dataclass(frozen=True)
@@ -113,7 +109,7 @@ def issue_card(context, issue: Card) -> SafeString:
         _opportunity_line(issue),
         max(0, (context["now"] - issue.stage_entered_at).days),
         _stale_tag(issue),
-        _WRITE_TAGS.get(issue.write_state, ""),
+        write_badge(issue.write_state, issue.write_error, "GitLab"),
         _actions(issue, links, can_edit),
     )
 

@@ -10,6 +10,8 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from opportunities.templatetags.write_state import write_badge
+from psplan.queue import WriteStatus
 from scoping.choices import Stage
 from scoping.history import StageSpan, TimelineEntry
 
@@ -17,11 +19,6 @@ register = template.Library()
 
 _STAGE_NAMES = {
     stage: f'<span class="stage stage-{slugify(stage.value)}">{escape(stage.label)}</span>' for stage in Stage
-}
-_WRITE_TAGS = {
-    "": "",
-    "delivered": ' <span class="tag delivered-tag">in GitLab</span>',
-    "pending": ' <span class="tag pending-tag">sending…</span>',
 }
 
 
@@ -46,9 +43,10 @@ def timeline_entries(entries: list[TimelineEntry]) -> SafeString:
 
 def _timeline_entry(entry: TimelineEntry, zone) -> str:
     when = entry.when.astimezone(zone)
-    write = _WRITE_TAGS.get(entry.write_status)
-    if write is None:
-        write = f' <span class="tag {escape(entry.write_status)}-tag">refused by GitLab</span>'
+    if entry.write_status == WriteStatus.DELIVERED:
+        write = f' <span class="tag delivered-tag">in {entry.system}</span>'
+    else:
+        write = f" {write_badge(entry.write_status, entry.write_error, entry.system)}"
     note = f'<div class="note">{linebreaksbr(entry.note, autoescape=True)}</div>' if entry.note else ""
     return (
         f'<li><time datetime="{when.isoformat()}">{when:%Y-%m-%d %H:%M}</time> · '

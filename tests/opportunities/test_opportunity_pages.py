@@ -63,7 +63,11 @@ def test_a_salesforce_refusal_is_shown_on_the_row(reader_client):
         last_error="FIELD_CUSTOM_VALIDATION_EXCEPTION: Close date must be in the future",
     )
     html = reader_client.get("/opportunities/").content.decode()
-    assert "failed: FIELD_CUSTOM_VALIDATION_EXCEPTION: Close date must be in the future" in html
+    assert (
+        '<details class="write-badge"><summary class="tag failed-tag">not saved in Salesforce</summary>'
+        '<span class="write-reason" role="note">Salesforce answered: FIELD_CUSTOM_VALIDATION_EXCEPTION: '
+        "Close date must be in the future</span></details>"
+    ) in html
 
 
 def test_readers_cannot_open_the_editor(reader_client):
