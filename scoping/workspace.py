@@ -24,7 +24,7 @@ from psplan.widgets import select_html
 from scoping.choices import EMStatus, IssueState, Stage
 from scoping.models import ScopingIssue
 from scoping.selectors import failed_writes_for, with_stage_entered_at, with_write_state
-from scoping.triage import Suggestion, assignable_by_name, suggest
+from scoping.triage import Suggestion, suggest
 
 RECENTLY_CLOSED = timedelta(days=90)
 COLUMN_CAP = 25
@@ -148,13 +148,15 @@ def em_board(engagement_manager: EngagementManager, *, as_of: datetime) -> list[
     return list(columns.values())
 
 
-def swimlanes(page_number: str | int | None, *, as_of: datetime) -> tuple[Page, list[Lane]]:
-    """Everyone's board: one lane per EM with open work (unassigned first), a page of lanes at a time."""
+def swimlanes(
+    page_number: str | int | None, *, engagement_managers: dict[int, EngagementManager], as_of: datetime
+) -> tuple[Page, list[Lane]]:
+    """Everyone's board: one lane per EM with open work (unassigned first), a page of lanes at a time;
+    `engagement_managers` by id, every one of them (see selectors.People)."""
     issues = board_issues(as_of=as_of)
     totals = _counts(issues, "engagement_manager", "stage")
     em_ids = {em_id for em_id, _stage in totals}
-    people = EngagementManager.objects.filter(pk__in=em_ids - {None}).only("pk", "name", "gitlab_username")
-    by_id = {em.pk: em for em in people}
+    by_id = engagement_managers
     lane_ids = sorted(em_ids, key=lambda em_id: (em_id is not None, by_id[em_id].name if em_id else ""))
     page = Paginator(lane_ids, LANES_PER_PAGE).get_page(page_number)
     on_page = list(page.object_list)
@@ -228,10 +230,14 @@ _SEGMENT_CHOICES = tuple((str(value), str(label)) for value, label in Segment.ch
 
 
 def triage_rows(
-    issues: list[ScopingIssue], *, as_of: datetime, posted: forms.Form | None = None
+    issues: list[ScopingIssue],
+    *,
+    assignable: list[EngagementManager],
+    as_of: datetime,
+    posted: forms.Form | None = None,
 ) -> list[TriageRow]:
-    """Each issue with its suggestion preselected (or what a refused form posted, with its errors)."""
-    assignable = assignable_by_name()
+    """Each issue with its suggestion among the `assignable` EMs (by name) preselected, or what a refused
+    form posted, with its errors."""
     em_choices = (("", "---------"), *((em.gitlab_username, em.name) for em in assignable))
     suggestions = suggest(issues, assignable=assignable)
     rows = []
