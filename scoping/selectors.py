@@ -195,19 +195,17 @@ def undelivered_changes(issue: ScopingIssue) -> dict[str, list]:
 
 
 def failed_writes_for(*, engagement_manager: EngagementManager, user) -> dict[str, QuerySet]:
-    """Write-backs GitLab or Salesforce refused, on the EM's issues and opportunities or made by them, with
-    what "My work" and its e-mail show of each."""
+    """Write-backs GitLab or Salesforce refused, on the EM's issues and opportunities or made by them, newest
+    first, as rows of what "My work" and its e-mail show of each."""
     return {
         "gitlab": GitLabWrite.objects.filter(status=WriteStatus.FAILED)
         .filter(Q(issue__engagement_manager=engagement_manager) | Q(created_by=user))
-        .select_related("issue")
-        .only("last_error", "issue__iid", "issue__title")
-        .order_by("-created_at", "-id"),
+        .order_by("-created_at", "-id")
+        .values("last_error", iid=F("issue__iid"), title=F("issue__title")),
         "salesforce": SalesforceWrite.objects.filter(status=WriteStatus.FAILED)
         .filter(Q(opportunity__engagement_manager=engagement_manager) | Q(created_by=user))
-        .select_related("opportunity")
-        .only("last_error", "opportunity__salesforce_id", "opportunity__name")
-        .order_by("-created_at", "-id"),
+        .order_by("-created_at", "-id")
+        .values("last_error", salesforce_id=F("opportunity__salesforce_id"), name=F("opportunity__name")),
     }
 
 
