@@ -11,7 +11,6 @@ from django.db.models import Count, Q
 from opportunities.choices import AssignmentRole
 from opportunities.models import EngagementManager, Territory, TerritoryAssignment
 from scoping.models import ScopingIssue
-from scoping.selectors import assignable_engagement_managers
 
 # The primary EM is "well above" the team when they carry this many more open issues than the median.
 WELL_ABOVE_MEDIAN = 3
@@ -29,13 +28,6 @@ class Suggestion:
     def load_text(self) -> str:
         """The five least-loaded candidates, e.g. "Priya Raman 2 · Tom Becker 9"."""
         return " · ".join(f"{em.name} {load}" for em, load in self.candidates[:5])
-
-
-def assignable_by_name() -> list[EngagementManager]:
-    """The EMs PS Plan can assign in GitLab, by name, with only what triage shows and a triage writes."""
-    return list(
-        assignable_engagement_managers().only("name", "gitlab_username", "gitlab_user_id").order_by("name")
-    )
 
 
 def open_issue_counts(engagement_managers: Iterable[EngagementManager]) -> dict[int, int]:
@@ -86,7 +78,7 @@ def _territory(issue: ScopingIssue) -> Territory | None:
 
 
 def suggest(issues: Iterable[ScopingIssue], *, assignable: list[EngagementManager]) -> dict[int, Suggestion]:
-    """Issue id → suggested EM (one of `assignable`, see assignable_by_name) and segment; each suggestion
+    """Issue id → suggested EM (one of `assignable`, see selectors.People) and segment; each suggestion
     counts towards the load of the next ones."""
     issues = list(issues)
     coverage = _coverage(
