@@ -254,8 +254,12 @@ def deliver_soon(system: str) -> None:
 
 
 def _start_delivery(system: str) -> None:
-    celery_app.loader.import_default_modules()  # the tasks modules, as a worker loads them at start
-    task = celery_app.tasks[DELIVERY_TASKS[system]]
+    name = DELIVERY_TASKS[system]
+    if name not in celery_app.tasks:
+        # The tasks modules, as a worker loads them at start. Only once: it runs django.setup() again,
+        # whose logging config silences a Celery worker for good.
+        celery_app.loader.import_default_modules()
+    task = celery_app.tasks[name]
     if celery_app.conf.task_always_eager:
         task.apply()
         return

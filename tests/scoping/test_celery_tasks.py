@@ -15,6 +15,7 @@ import pytest
 from celery.schedules import crontab
 from django.db import transaction
 from django.utils import timezone
+from kombu import pools
 from redis import Redis
 
 from opportunities.choices import SyncKind, SyncStatus
@@ -147,6 +148,7 @@ def broker(redis_url) -> Iterator[str]:
         if celery_app._pool is not None:
             celery_app._pool.force_close_all()
             celery_app._pool = None
+        pools.reset()  # kombu's own registry would hand the next test a producer on the closed pool
 
 
 @pytest.fixture
@@ -225,6 +227,22 @@ def test_a_real_worker_on_redis_syncs_delivers_edits_and_applies_webhooks(
     assert response.json() == {"status": "queued"}
     _wait_for(lambda: ScopingIssue.objects.filter(iid=2, title="Renamed on GitLab").exists(), what="the hook")
     assert "ready." in worker.read_text()
+
+
+@pytest.mark.services
+def test_a_worker_keeps_logging_its_runs_after_a_sync_hands_deliveries_over(worker, gitlab_on):
+    seed(gitlab_on, 3)
+
+    # Each sync ends by queueing the deliveries; the second sync's lines must still reach the log.
+    for _ in range(2):
+        tasks.sync_all_systems.delay(full=True)
+
+    _wait_for(lambda: SyncRun.objects.filter(kind=SyncKind.RULES).count() == 2, what="two syncs")
+    _wait_for(
+        lambda: worker.read_text().count("sync_run kind=rules status=succeeded") == 2,
+        what="the second sync's line in the worker's log",
+        timeout=10,
+    )
 
 
 # --- Enqueuing deliveries ----------------------------------------------------------------------
