@@ -26,6 +26,7 @@ from django.db import connection, models, transaction
 from django.db.models import Case, Exists, F, Min, OuterRef, Subquery, When
 from django.utils import timezone
 
+from psplan import heartbeat
 from psplan.audit import ChangeSource
 from psplan.celery import app as celery_app
 
@@ -196,7 +197,6 @@ def drain(
     deliver: Callable[[list[W]], bool],
     *,
     batch: int,
-    lease: timedelta,
     budget: float = 0.0,
 ) -> None:
     """Claim and deliver due rows batch by batch until none is due.
@@ -204,11 +204,36 @@ def drain(
     `deliver` sends one claimed batch and records each row's outcome; it returns False when the
     other system is unusable (down, rate limiting), which ends the run at once. With a `budget` in
     seconds, rows that must wait a little are waited for, as long as they come due within it.
+
+    A claim is a lease of PSPLAN_SYNC_LOCK_TTL seconds that this process's heartbeat renews while the
+    run lives: a slow run keeps its rows, and those of a run killed mid-batch come due within the TTL.
     """
+    lease = timedelta(seconds=settings.PSPLAN_SYNC_LOCK_TTL)
+    held: list[str] = []
+
+    def renew() -> None:
+        model.objects.filter(lease_token__in=list(held), status=WriteStatus.PENDING).update(
+            next_attempt_at=timezone.now() + lease
+        )
+
+    with heartbeat.beating(renew):
+        _drain(model, deliver, batch=batch, lease=lease, budget=budget, held=held)
+
+
+def _drain(
+    model: type[W],
+    deliver: Callable[[list[W]], bool],
+    *,
+    batch: int,
+    lease: timedelta,
+    budget: float,
+    held: list[str],
+) -> None:
     deadline = time.monotonic() + budget
     while True:
         writes = claim(model, limit=batch, lease=lease)
         if writes:
+            held.append(writes[0].lease_token)
             if deliver(writes) or budget > 0:
                 continue
             return
