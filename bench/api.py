@@ -15,6 +15,7 @@ import argparse
 import http.client
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -44,11 +45,11 @@ def fill() -> None:
 
     from django.contrib.auth import get_user_model
     from django.utils import timezone
-    from rest_framework.authtoken.models import Token
 
     from opportunities.choices import EMConfidence, Segment
     from opportunities.models import Account, EngagementManager, Opportunity, Territory, TerritoryAssignment
     from psplan.fiscal import quarter_code
+    from psplan.tokens import create_token
     from scoping.models import ScopingIssue
     from scoping.services import derived_label_fields
 
@@ -122,7 +123,7 @@ def fill() -> None:
         )
     ScopingIssue.objects.bulk_create(issues)
     user = get_user_model().objects.create_user("bench", password="not-used-for-tokens", is_staff=True)
-    print(Token.objects.create(user=user).key)
+    print(create_token(user=user, lifetime=None)[1])
 
 
 def _free_port() -> int:
@@ -237,8 +238,10 @@ def _environment(folder: str) -> dict[str, str]:
         **env,
         "DATABASE_URL": f"sqlite:///{folder}/bench.sqlite3",
         "DJANGO_SETTINGS_MODULE": "bench.api_settings",
-        "DJANGO_SECRET_KEY": "bench-only-not-a-secret",
+        "DJANGO_SECRET_KEY": "bench-only-" + secrets.token_urlsafe(48),
         "DJANGO_DEBUG": "0",
+        # Plain HTTP on loopback: production's redirect to HTTPS would answer every request with 301.
+        "DJANGO_HTTPS": "0",
         "DJANGO_LOG_LEVEL": "WARNING",
         # The benchmark's one token would otherwise hit the production rate limit within a second.
         "PSPLAN_API_THROTTLE_RATE": "100000000/minute",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator
 
@@ -12,7 +13,9 @@ from collections.abc import Iterator
 def django_on_throwaway_database(environ: dict[str, str], *, unset: tuple[str, ...]) -> Iterator[str]:
     """A SQLite file in a temporary folder, or a test database beside DATABASE_URL's; yields its vendor."""
     os.environ.update({"DJANGO_SETTINGS_MODULE": "psplan.settings", "DJANGO_LOG_LEVEL": "WARNING", **environ})
-    os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-only-not-a-secret")
+    os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-only-" + secrets.token_urlsafe(48))
+    # Benchmarks speak plain HTTP on loopback; production would redirect them to HTTPS.
+    os.environ.setdefault("DJANGO_HTTPS", "0")
     for name in ("CELERY_BROKER_URL", *unset):
         os.environ.pop(name, None)
     with tempfile.TemporaryDirectory(prefix="psplan-bench-") as workdir:

@@ -17,20 +17,8 @@ from opportunities.models import (
     TerritoryAssignment,
 )
 from opportunities.services import PS_FIELDS, update_ps_fields
+from psplan.admin import ReadOnlyAdmin
 from psplan.audit import ChangeSource
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records PS Plan keeps for itself: looked at in admin, never edited there."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class TerritoryAssignmentInline(admin.TabularInline):

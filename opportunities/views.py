@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
+from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, render
@@ -29,7 +32,10 @@ def opportunity_list(request):
     context = {
         "filterset": filterset,
         "page": Paginator(rows, OPPORTUNITIES_PER_PAGE).get_page(request.GET.get("page")),
-        "engagement_managers": EngagementManager.objects.active().exclude(gitlab_username=""),
+        "query_without_page": urlencode([(k, v) for k, v in request.GET.items() if k != "page" and v]),
+        "engagement_managers": EngagementManager.objects.active()
+        .exclude(gitlab_username="")
+        .order_by("name"),
     }
     return render(request, "opportunities/opportunity_list.html", context)
 
@@ -42,27 +48,32 @@ def opportunity_row(request, salesforce_id: str):
 
 @editors_only
 def edit_ps_fields(request, salesforce_id: str):
-    """The inline editor of one row: GET shows the form, POST saves locally and queues it for Salesforce."""
+    """The inline editor (a table row, or the issue page's panel with ?layout=panel): GET shows the form,
+    POST saves locally and queues the change for Salesforce."""
     opportunity = get_object_or_404(_opportunities(), salesforce_id=salesforce_id)
-    form = PSFieldsForm(request.POST or None, initial=_current(opportunity))
+    form = PSFieldsForm(request.POST or None, initial=PSFieldsForm.initial_for(opportunity))
+    panel = request.GET.get("layout") == "panel"
     if request.method == "POST" and form.is_valid():
         try:
             update_ps_fields(opportunity=opportunity, actor=request.user, **form.cleaned_data)
         except ValidationError as error:
-            for field, messages in error.message_dict.items():
-                form.add_error(field if field in form.fields else None, messages)
+            for field, errors in error.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
         else:
-            return render(
-                request, "opportunities/_row.html", {"opportunity": _opportunities().get(pk=opportunity.pk)}
+            messages.success(
+                request, f"{opportunity.name} saved; Salesforce gets the change in the background."
             )
+            return _saved(request, opportunity.pk, panel=panel)
     status = 400 if request.method == "POST" else 200
-    return render(
-        request, "opportunities/_edit_row.html", {"opportunity": opportunity, "form": form}, status=status
-    )
+    template = "opportunities/_ps_panel.html" if panel else "opportunities/_edit_row.html"
+    context = {"opportunity": opportunity, "form": form, "oob_messages": request.method == "POST"}
+    return render(request, template, context, status=status)
 
 
-def _current(opportunity: Opportunity) -> dict[str, str]:
-    return {
-        "em_confidence": opportunity.em_confidence,
-        "em_confidence_rationale": opportunity.em_confidence_rationale,
-    }
+def _saved(request, pk: int, *, panel: bool):
+    opportunity = _opportunities().get(pk=pk)
+    if panel:
+        form = PSFieldsForm(initial=PSFieldsForm.initial_for(opportunity))
+        context = {"opportunity": opportunity, "form": form, "oob_messages": True}
+        return render(request, "opportunities/_ps_panel.html", context)
+    return render(request, "opportunities/_row.html", {"opportunity": opportunity, "oob_messages": True})

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
-import time
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
-from django.core.cache import cache
 from django.db.models import F, Func, IntegerField, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.plumbing import ResolvedComponent
+from drf_spectacular.plumbing import ResolvedComponent, build_bearer_security_scheme_object
 from rest_framework import serializers
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import JSONParser
@@ -25,6 +23,8 @@ from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
+from psplan import counters
+from psplan.authentication import TokenAuthentication
 from psplan.pagination import StandardPagination
 from psplan.permissions import ReadAnyWriteEngagementManager
 
@@ -33,35 +33,8 @@ _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _MAX_PAGE = 10**9
 
 
-# How long a checked token is trusted without asking the database again.
-TOKEN_CACHE_SECONDS = 10
-
-
-def token_cache_key(key: str) -> str:
-    # Hashed: cache keys show up in Redis listings and logs, a token must not.
-    return "api-token:" + hashlib.sha256(key.encode()).hexdigest()
-
-
-class CachedTokenAuthentication(TokenAuthentication):
-    """DRF's token check, remembered for a few seconds per token.
-
-    Looking the token up was a query on every call, the largest cost of a list request after the page
-    itself. The token page forgets a token at once when it is replaced or revoked (in every process when
-    the cache is shared, in its own with the default per-process cache); any other change, such as a
-    token deleted in the admin or a user deactivated, takes effect within TOKEN_CACHE_SECONDS.
-    """
-
-    def authenticate_credentials(self, key: str):
-        cache_key = token_cache_key(key)
-        found = cache.get(cache_key)
-        if found is None:
-            found = super().authenticate_credentials(key)
-            cache.set(cache_key, found, TOKEN_CACHE_SECONDS)
-        return found
-
-
 class PerUserRateThrottle(SimpleRateThrottle):
-    """One counter per signed-in user (a user has one token) in fixed windows.
+    """One counter per signed-in user in fixed windows (psplan.counters).
 
     DRF's own throttles keep every request time in one cached list, which grows with the rate and is
     pickled on each request; a counter costs the same at any rate. With the default in-process cache the
@@ -70,26 +43,12 @@ class PerUserRateThrottle(SimpleRateThrottle):
 
     scope = "user"
 
-    def get_cache_key(self, request, view) -> str | None:
-        if not request.user.is_authenticated:
-            return None
-        window = int(time.time() // self.duration)
-        return f"throttle:{self.scope}:{request.user.pk}:{window}"
-
     def allow_request(self, request, view) -> bool:
-        if self.rate is None:
+        if self.rate is None or not request.user.is_authenticated:
             return True
-        key = self.get_cache_key(request, view)
-        if key is None:
-            return True
-        cache.add(key, 0, self.duration)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # the window's key expired between add and incr
-            cache.set(key, 1, self.duration)
-            count = 1
-        self._retry_after = self.duration - time.time() % self.duration
-        return count <= self.num_requests
+        window = counters.hit(f"{self.scope}:{request.user.pk}", seconds=self.duration)
+        self._retry_after = window.retry_after
+        return window.count <= self.num_requests
 
     def wait(self) -> float:
         return self._retry_after
@@ -139,10 +98,10 @@ class APIPagination(StandardPagination):
 
     def get_page_number(self, request, paginator) -> int:
         raw = request.query_params.get(self.page_query_param) or "1"
-        if not _DIGITS.fullmatch(raw) or int(raw) < 1:
+        if not _DIGITS.fullmatch(raw) or not raw.strip("0"):
             raise ValidationError({self.page_query_param: ["Must be a whole number from 1."]})
         # Far past any last page, and an OFFSET this large overflows the database's integers.
-        if int(raw) > _MAX_PAGE:
+        if len(raw.lstrip("0")) > len(str(_MAX_PAGE)) or int(raw) > _MAX_PAGE:
             raise NotFound(self.invalid_page_message)
         return int(raw)
 
@@ -218,14 +177,6 @@ class StrictDateField(serializers.DateField):
         return super().to_internal_value(value)
 
 
-def iso(value: date | datetime | None) -> str | None:
-    """ISO 8601 as DRF writes it (UTC as `Z`), here rather than in the JSON encoder's per-value fallback."""
-    if value is None:
-        return None
-    text = value.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
 def field_errors(field: str, exc: Exception) -> ValidationError:
     """A service's refusal as a 400 that names the field the caller sent."""
     messages = getattr(exc, "messages", None) or [str(exc)]
@@ -249,10 +200,23 @@ _ERRORS = {
     "401": ("Not signed in: send `Authorization: Token <key>` or a session cookie", "ErrorDetail"),
     "403": ("Signed in, but only engagement managers and admins may change data", "ErrorDetail"),
     "404": ("No such record (or no such page)", "ErrorDetail"),
-    "406": ("The API only answers JSON", "ErrorDetail"),
+    "406": ("The API answers JSON, and CSV where it lists rows or reports", "ErrorDetail"),
     "415": ("Send the body as application/json", "ErrorDetail"),
-    "429": ("Too many requests for this user; see Retry-After", "ErrorDetail"),
+    "429": (
+        "Too many requests for this user, or wrong tokens from this address; see Retry-After",
+        "ErrorDetail",
+    ),
 }
+
+
+class TokenScheme(OpenApiAuthenticationExtension):
+    """`Authorization: Token <key>` in the schema, under the name DRF's own token scheme had."""
+
+    target_class = TokenAuthentication
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema) -> dict[str, Any]:
+        return build_bearer_security_scheme_object(header_name="Authorization", token_prefix="Token")
 
 
 class PSPlanAutoSchema(AutoSchema):
@@ -301,12 +265,22 @@ class PSPlanAutoSchema(AutoSchema):
 
 
 class JSONNegotiation(DefaultContentNegotiation):
-    """The API renders JSON only: answer the Accept headers clients send without ranking media types."""
+    """JSON first: answer the Accept headers clients usually send without ranking media types."""
 
     def select_renderer(self, request, renderers, format_suffix=None):
-        if request.META.get("HTTP_ACCEPT", "*/*") in ("*/*", "application/json", ""):
+        # `?format=csv` outranks the Accept header, as in DRF's own negotiation.
+        asked_format = format_suffix or request.query_params.get(self.settings.URL_FORMAT_OVERRIDE)
+        if not asked_format and request.META.get("HTTP_ACCEPT", "*/*") in ("*/*", "application/json", ""):
             return renderers[0], renderers[0].media_type
         return super().select_renderer(request, renderers, format_suffix)
+
+    def filter_renderers(self, renderers, format):
+        """An unknown `?format=` is bad input (400 naming it), not a missing page as DRF answers."""
+        chosen = [renderer for renderer in renderers if renderer.format == format]
+        if not chosen:
+            offered = ", ".join(renderer.format for renderer in renderers)
+            raise ValidationError({self.settings.URL_FORMAT_OVERRIDE: [f"Use one of: {offered}."]})
+        return chosen
 
 
 class APIDefaults:
@@ -317,7 +291,7 @@ class APIDefaults:
     not depend on the request or the clock: its unfiltered count is compiled once per process.
     """
 
-    authentication_classes = [CachedTokenAuthentication, SessionAuthentication]
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
     permission_classes = [ReadAnyWriteEngagementManager]
     throttle_classes = [PerUserRateThrottle]
     pagination_class = APIPagination

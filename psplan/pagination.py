@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import re
+
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
+
+# ASCII digits only: str.isdigit() also accepts "²" and "٣", which int() then refuses or misreads.
+_SMALL_WHOLE_NUMBER = re.compile(r"[0-9]{1,6}")
 
 
 class StandardPagination(PageNumberPagination):
@@ -15,7 +20,7 @@ class StandardPagination(PageNumberPagination):
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
             return self.page_size
-        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+        if not _SMALL_WHOLE_NUMBER.fullmatch(raw) or not 1 <= int(raw) <= self.max_page_size:
             raise ValidationError(
                 {self.page_size_query_param: [f"Must be a whole number from 1 to {self.max_page_size}."]}
             )

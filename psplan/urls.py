@@ -3,17 +3,19 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from psplan import api_urls, tokens, views
+from psplan import api_urls, sso, tokens, views
 from psplan.api import APIDefaults
 
 api_v1 = [path("api/v1/", include((api_urls.urlpatterns, "api"), namespace="api"))]
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="scoping:issue-list", permanent=False)),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", views.SignInView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("sso/login/", sso.start, name="sso-login"),
+    path("sso/callback/", sso.callback, name="sso-callback"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     *api_v1,
@@ -26,7 +28,14 @@ urlpatterns = [
         ),
         name="api-schema",
     ),
-    path("api/docs/", login_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
+    # The split view serves its start-up script as a file: the Content-Security-Policy allows no inline script.
+    path(
+        "api/docs/",
+        login_required(
+            SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="psplan/api_docs.html")
+        ),
+        name="api-docs",
+    ),
     path("api/token/", tokens.api_token, name="api-token"),
     path("opportunities/", include("opportunities.urls")),
     path("reports/", include("reporting.urls")),

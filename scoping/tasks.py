@@ -42,6 +42,12 @@ def deliver_gitlab_writes() -> None:
 
 
 @shared_task(**_ACK_LATE)
+def apply_waiting_webhook_deliveries() -> None:
+    """Apply webhook deliveries stored while the broker was down."""
+    webhooks.apply_waiting_deliveries()
+
+
+@shared_task(**_ACK_LATE)
 def prune_webhook_deliveries() -> None:
     """Forget processed webhook deliveries once GitLab can no longer redeliver them."""
     webhooks.prune_deliveries()

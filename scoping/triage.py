@@ -1,19 +1,20 @@
-"""Triage suggestions: the EM who works the account's Sales Territory, balanced by open load."""
+"""Triage suggestions: the EM who works the account's Sales Territory, balanced against the team's load."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db.models import Count, Q
 
 from opportunities.choices import AssignmentRole
-from opportunities.models import EngagementManager, TerritoryAssignment
-from scoping.choices import IssueState
+from opportunities.models import EngagementManager, Territory, TerritoryAssignment
 from scoping.models import ScopingIssue
+from scoping.selectors import assignable_engagement_managers
 
-# A backup EM takes the issue when the primary already carries this many more open issues.
-LOAD_BALANCE_MARGIN = 5
+# The primary EM is "well above" the team when they carry this many more open issues than the median.
+WELL_ABOVE_MEDIAN = 3
 
 
 @dataclass(frozen=True)
@@ -21,54 +22,122 @@ class Suggestion:
     engagement_manager: EngagementManager | None
     segment: str
     reason: str
+    candidates: tuple[tuple[EngagementManager, int], ...] = field(default=())
+    """The EMs who cover the territory or segment, with their open load, least loaded first."""
+
+    @property
+    def load_text(self) -> str:
+        """The five least-loaded candidates, e.g. "Priya Raman 2 · Tom Becker 9"."""
+        return " · ".join(f"{em.name} {load}" for em, load in self.candidates[:5])
 
 
-def open_issue_counts() -> dict[int, int]:
-    """EM id → open scoping issues assigned to them, in one query."""
-    rows = EngagementManager.objects.annotate(
-        open_issues=Count(
-            "scoping_issues",
-            filter=Q(scoping_issues__state=IssueState.OPENED, scoping_issues__removed_at__isnull=True),
-        )
-    ).values_list("pk", "open_issues")
-    return dict(rows)
+def assignable_by_name() -> list[EngagementManager]:
+    """The EMs PS Plan can assign in GitLab, by name, with only what triage shows and a triage writes."""
+    return list(
+        assignable_engagement_managers().only("name", "gitlab_username", "gitlab_user_id").order_by("name")
+    )
 
 
-def suggest(issues: Iterable[ScopingIssue]) -> dict[int, Suggestion]:
-    """Issue id → suggested EM and segment, from its opportunity's account territory."""
-    issues = list(issues)
-    territory_ids = {
-        issue.opportunity.account.territory_id
-        for issue in issues
-        if issue.opportunity and issue.opportunity.account and issue.opportunity.account.territory_id
-    }
-    assignments: dict[int, dict[str, EngagementManager]] = {}
-    for assignment in TerritoryAssignment.objects.filter(territory_id__in=territory_ids).select_related(
-        "engagement_manager"
+def open_issue_counts(engagement_managers: Iterable[EngagementManager]) -> dict[int, int]:
+    """EM id → open scoping issues assigned to them, for the EMs given.
+
+    Counted from the open issues (an index on state), not by joining every issue to every EM."""
+    counts = dict.fromkeys((em.pk for em in engagement_managers), 0)
+    open_per_em = (
+        ScopingIssue.objects.open()
+        .filter(engagement_manager__in=list(counts))
+        .order_by()
+        .values_list("engagement_manager")
+        .annotate(total=Count("pk"))
+    )
+    counts.update(open_per_em)
+    return counts
+
+
+@dataclass
+class _Coverage:
+    """Who works each territory (by role) and each segment, from one query."""
+
+    by_territory: dict[int, dict[str, list[EngagementManager]]] = field(default_factory=dict)
+    by_segment: dict[str, dict[int, EngagementManager]] = field(default_factory=dict)
+
+
+def _coverage(territories: Iterable[Territory], assignable: dict[int, EngagementManager]) -> _Coverage:
+    """Only assignable EMs: no other can be suggested, nor is counted among the candidates."""
+    territories = list(territories)
+    found = _Coverage()
+    assignments = TerritoryAssignment.objects.filter(
+        Q(territory_id__in=[t.pk for t in territories])
+        | Q(territory__segment__in={t.segment for t in territories}),
+        engagement_manager__in=list(assignable),
+    ).order_by("territory__name", "role", "pk")
+    for territory_id, segment, role, em_id in assignments.values_list(
+        "territory_id", "territory__segment", "role", "engagement_manager_id"
     ):
-        assignments.setdefault(assignment.territory_id, {})[assignment.role] = assignment.engagement_manager
-    load = open_issue_counts()
-    return {issue.pk: _suggest_one(issue, assignments, load) for issue in issues}
+        em = assignable[em_id]
+        found.by_territory.setdefault(territory_id, {}).setdefault(role, []).append(em)
+        found.by_segment.setdefault(segment, {})[em.pk] = em
+    return found
 
 
-def _suggest_one(issue: ScopingIssue, assignments: dict, load: dict[int, int]) -> Suggestion:
+def _territory(issue: ScopingIssue) -> Territory | None:
     account = issue.opportunity.account if issue.opportunity else None
-    territory = account.territory if account else None
+    return account.territory if account else None
+
+
+def suggest(issues: Iterable[ScopingIssue], *, assignable: list[EngagementManager]) -> dict[int, Suggestion]:
+    """Issue id → suggested EM (one of `assignable`, see assignable_by_name) and segment; each suggestion
+    counts towards the load of the next ones."""
+    issues = list(issues)
+    coverage = _coverage(
+        (t for issue in issues if (t := _territory(issue))), {em.pk: em for em in assignable}
+    )
+    load = open_issue_counts(assignable)
+    median = statistics.median(load.values()) if load else 0
+    suggestions = {}
+    for issue in issues:
+        suggestion = _suggest_one(issue, coverage, load, median)
+        suggestions[issue.pk] = suggestion
+        if suggestion.engagement_manager and issue.engagement_manager_id is None:
+            load[suggestion.engagement_manager.pk] = load.get(suggestion.engagement_manager.pk, 0) + 1
+    return suggestions
+
+
+def _suggest_one(issue: ScopingIssue, coverage: _Coverage, load: dict[int, int], median: float) -> Suggestion:
+    territory = _territory(issue)
+    segment = issue.segment or (territory.segment if territory else "")
+    if issue.engagement_manager is not None:
+        assigned = issue.engagement_manager.gitlab_username in issue.assignee_usernames
+        reason = "Already assigned in GitLab" if assigned else "Engagement manager of the linked opportunity"
+        return Suggestion(issue.engagement_manager, segment, reason)
     if territory is None:
+        account = issue.opportunity.account if issue.opportunity else None
         reason = (
             "No opportunity linked"
             if account is None
             else f"Territory {account.sales_territory!r} is not mapped"
         )
-        return Suggestion(None, issue.segment, reason)
-    roles = assignments.get(territory.pk, {})
-    primary, backup = roles.get(AssignmentRole.PRIMARY), roles.get(AssignmentRole.BACKUP)
-    if primary and backup and load.get(primary.pk, 0) - load.get(backup.pk, 0) >= LOAD_BALANCE_MARGIN:
-        return Suggestion(
-            backup, territory.segment, f"Backup for {territory.name}; {primary} is carrying more"
-        )
-    chosen = primary or backup
-    reason = (
-        f"{'Primary' if chosen is primary else 'Backup'} for {territory.name}" if chosen else "No EM works it"
-    )
-    return Suggestion(chosen, territory.segment, reason)
+        return Suggestion(None, segment, reason)
+    roles = coverage.by_territory.get(territory.pk, {})
+    primary = next(iter(roles.get(AssignmentRole.PRIMARY, [])), None)
+    covering = {em.pk: em for ems in roles.values() for em in ems}
+    candidates = _by_load({**coverage.by_segment.get(territory.segment, {}), **covering}.values(), load)
+    if primary and load.get(primary.pk, 0) >= median + WELL_ABOVE_MEDIAN and candidates:
+        chosen = candidates[0][0]
+        if chosen != primary:
+            reason = (
+                f"{primary} (primary for {territory.name}) carries {load.get(primary.pk, 0)} open issues, "
+                f"well above the team's median of {median:g}; {chosen} has the fewest in {territory.segment}"
+            )
+            return Suggestion(chosen, territory.segment, reason, candidates)
+    chosen = primary or next(iter(roles.get(AssignmentRole.BACKUP, [])), None)
+    if chosen is None:
+        return Suggestion(None, territory.segment, f"No EM works {territory.name}", candidates)
+    role = "Primary" if chosen == primary else "Backup"
+    return Suggestion(chosen, territory.segment, f"{role} for {territory.name}", candidates)
+
+
+def _by_load(
+    ems: Iterable[EngagementManager], load: dict[int, int]
+) -> tuple[tuple[EngagementManager, int], ...]:
+    return tuple(sorted(((em, load[em.pk]) for em in ems), key=lambda pair: (pair[1], pair[0].name)))

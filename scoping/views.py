@@ -1,37 +1,81 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, Q
-from django.http import HttpResponse, HttpResponseBadRequest
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.http import require_GET, require_POST
 
 from opportunities.choices import SyncKind
+from opportunities.forms import PSFieldsForm
 from opportunities.models import EngagementManager, SalesforceWrite, SyncRun
 from psplan import queue
-from psplan.permissions import editors_only, staff_only
+from psplan.permissions import editors_only, engagement_manager_of, staff_only
 from psplan.queue import WriteStatus
-from scoping.choices import IssueState, Stage
+from scoping.choices import EMStatus, Stage
 from scoping.filters import ScopingIssueFilter
-from scoping.forms import StageForm, TriageForm
-from scoping.models import GitLabWrite, ScopingIssue, WebhookDelivery
-from scoping.services import set_issue_engagement_manager, set_issue_segment, set_issue_stage
+from scoping.forms import (
+    BulkTriageForm,
+    DigestForm,
+    EMStatusForm,
+    IssueFieldsForm,
+    KeepOpenForm,
+    StageForm,
+    TriageForm,
+    UndoTriageForm,
+)
+from scoping.history import issue_timeline
+from scoping.models import DigestSubscription, GitLabWrite, ScopingIssue, WebhookDelivery
+from scoping.selectors import (
+    changed_since,
+    opportunity_with_write,
+    undelivered_changes,
+    with_opportunity_write,
+    with_write_state,
+)
+from scoping.services import (
+    set_issue_em_status,
+    set_issue_engagement_manager,
+    set_issue_segment,
+    set_issue_stage,
+    set_keep_open,
+)
 from scoping.sync import lock_holder
-from scoping.triage import Suggestion, open_issue_counts, suggest
+from scoping.triage import assignable_by_name, suggest
+from scoping.workspace import FIRST_TOUCH, TriageRow, em_board, my_work, swimlanes, triage_page, triage_rows
 
 ISSUES_PER_PAGE = 50
+
+
+def _engagement_managers():
+    """Everyone the shared EM <select> offers: active EMs linked to GitLab, by name."""
+    return EngagementManager.objects.active().exclude(gitlab_username="").order_by("name")
+
+
+def _error(request, message: str, *, status: int = 400) -> HttpResponse:
+    """An error fragment; the message is escaped by the template, whatever the caller echoed into it."""
+    return render(request, "includes/_error.html", {"message": message}, status=status)
+
+
+@require_GET
+def home(request):
+    """EMs land on their work; everyone else on the issue table."""
+    if engagement_manager_of(request.user):
+        return redirect("scoping:my-work")
+    return redirect("scoping:issue-list")
 
 
 def issue_list(request):
     """The scoping issues table; with htmx, only the table is sent back."""
     now = timezone.now()
-    issues = (
+    issues = with_write_state(
         ScopingIssue.objects.current()
         .select_related("engagement_manager", "opportunity")
         .with_staleness(as_of=now)
@@ -43,17 +87,21 @@ def issue_list(request):
     context = {
         "filterset": filterset,
         "page": page,
-        "engagement_managers": EngagementManager.objects.active().exclude(gitlab_username=""),
-        "query_without_page": _query_without_page(request),
+        "engagement_managers": _engagement_managers(),
+        "query_without_page": _query_without(request.GET, "page"),
+        "live_since": now,
     }
     template = "scoping/_issue_table.html" if request.htmx else "scoping/issue_list.html"
     return render(request, template, context)
 
 
-def _query_without_page(request) -> str:
-    query = request.GET.copy()
-    query.pop("page", None)
-    return query.urlencode()
+def _query_without(query: QueryDict, *names: str) -> str:
+    """The query string without `names` and without empty parameters."""
+    kept = QueryDict(mutable=True)
+    for name, values in query.lists():
+        if name not in names:
+            kept.setlist(name, [value for value in values if value])
+    return kept.urlencode()
 
 
 # The sync page warns when a system's last successful sync is older than this.
@@ -120,8 +168,109 @@ def retry_writes(request):
     return redirect("scoping:sync-status")
 
 
-BOARD_COLUMNS = list(Stage)
-RECENTLY_CLOSED = timedelta(days=90)
+# --- Issue page ------------------------------------------------------------------------------------
+
+
+def _issue(iid: int) -> ScopingIssue:
+    """The issue with its EM, who set its override and its opportunity (account, EM, newest write), one query."""
+    issues = with_opportunity_write(
+        ScopingIssue.objects.current()
+        .select_related(
+            "engagement_manager",
+            "keep_open_set_by",
+            "opportunity__account",
+            "opportunity__engagement_manager",
+        )
+        .with_staleness(as_of=timezone.now())
+    )
+    return get_object_or_404(issues, iid=iid)
+
+
+def _issue_context(issue: ScopingIssue, **forms) -> dict:
+    opportunity = opportunity_with_write(issue)
+    return {
+        "issue": issue,
+        "timeline": issue_timeline(issue),
+        "undelivered": undelivered_changes(issue),
+        "fields_form": forms.get("fields_form") or IssueFieldsForm(initial=_issue_initial(issue)),
+        "keep_open_form": forms.get("keep_open_form")
+        or KeepOpenForm(initial={"keep_open_until": issue.keep_open_until}),
+        "opportunity": opportunity,
+        "ps_form": PSFieldsForm(initial=PSFieldsForm.initial_for(opportunity)) if opportunity else None,
+    }
+
+
+def _issue_initial(issue: ScopingIssue) -> dict:
+    em = issue.engagement_manager
+    return {
+        "stage": issue.stage,
+        "segment": issue.segment,
+        "engagement_manager": em.gitlab_username if em else "",
+        "em_status": issue.em_status,
+    }
+
+
+def issue_detail(request, iid: int):
+    """Everything about one scoping issue; EMs edit it here."""
+    issue = _issue(iid)
+    return render(request, "scoping/issue_detail.html", _issue_context(issue))
+
+
+def _issue_answer(request, issue: ScopingIssue, *, status: int = 200, **forms) -> HttpResponse:
+    if not request.htmx:
+        return redirect("scoping:issue-detail", iid=issue.iid)
+    context = {**_issue_context(_issue(issue.iid), **forms), "oob_messages": True}
+    return render(request, "scoping/_issue_detail.html", context, status=status)
+
+
+@require_POST
+@editors_only
+def edit_issue(request, iid: int):
+    """Save the issue's stage, segment, EM and EM status: each change goes through its service."""
+    issue = _issue(iid)
+    form = IssueFieldsForm(request.POST)
+    if not form.is_valid():
+        return _issue_answer(request, issue, status=400, fields_form=form)
+    data, before = form.cleaned_data, _issue_initial(issue)
+    em = data["engagement_manager"]
+    with transaction.atomic():
+        if data["stage"] != before["stage"]:
+            set_issue_stage(issue=issue, stage=data["stage"], actor=request.user)
+        if data["segment"] != before["segment"]:
+            set_issue_segment(issue=issue, segment=data["segment"] or None, actor=request.user)
+        if (em.gitlab_username if em else "") != before["engagement_manager"]:
+            set_issue_engagement_manager(issue=issue, engagement_manager=em, actor=request.user)
+        if data["em_status"] != before["em_status"]:
+            set_issue_em_status(issue=issue, em_status=data["em_status"] or None, actor=request.user)
+    messages.success(request, f"#{issue.iid} saved; GitLab gets the change in the background.")
+    return _issue_answer(request, issue)
+
+
+@require_POST
+@editors_only
+def keep_open(request, iid: int):
+    """Set the keep-open override with a date and a reason, or clear it."""
+    issue = _issue(iid)
+    if request.POST.get("action") == "clear":
+        set_keep_open(issue=issue, until=None, actor=request.user, reason="Cleared on the issue page")
+        messages.success(request, f"#{issue.iid} no longer has a keep-open override.")
+        return _issue_answer(request, issue)
+    form = KeepOpenForm(request.POST)
+    if not form.is_valid():
+        return _issue_answer(request, issue, status=400, keep_open_form=form)
+    set_keep_open(
+        issue=issue,
+        until=form.cleaned_data["keep_open_until"],
+        actor=request.user,
+        reason=form.cleaned_data["keep_open_reason"],
+    )
+    messages.success(
+        request, f"#{issue.iid} stays open until {form.cleaned_data['keep_open_until']:%Y-%m-%d}."
+    )
+    return _issue_answer(request, issue)
+
+
+# --- Board -----------------------------------------------------------------------------------------
 
 
 def _board_engagement_manager(request) -> EngagementManager | None:
@@ -131,31 +280,29 @@ def _board_engagement_manager(request) -> EngagementManager | None:
         return None
     if username:
         return get_object_or_404(EngagementManager, gitlab_username__iexact=username)
-    return getattr(request.user, "engagement_manager", None)
+    return engagement_manager_of(request.user)
 
 
-def board(request):
-    """An EM's scoping issues in workflow columns; issues closed in the last 90 days stay visible."""
+def board(request, *, after_action: bool = False):
+    """An EM's issues in workflow columns, or everyone's in swimlanes by EM; both bounded."""
     now = timezone.now()
-    engagement_manager = _board_engagement_manager(request)
-    issues = (
-        ScopingIssue.objects.current()
-        .filter(Q(state=IssueState.OPENED) | Q(closed_at__gte=now - RECENTLY_CLOSED))
-        .select_related("engagement_manager")
-        .with_staleness(as_of=now)
-        .order_by("last_activity_at")
-    )
-    if engagement_manager:
-        issues = issues.for_em(engagement_manager)
-    by_stage: dict[str, list[ScopingIssue]] = {stage: [] for stage in BOARD_COLUMNS}
-    for issue in issues:
-        by_stage[issue.stage].append(issue)
+    board_em = _board_engagement_manager(request)
     context = {
-        "columns": [(stage, by_stage[stage]) for stage in BOARD_COLUMNS],
-        "board_em": engagement_manager,
-        "engagement_managers": EngagementManager.objects.active().exclude(gitlab_username=""),
+        "board_em": board_em,
+        "engagement_managers": _engagement_managers(),
+        "selected_em": board_em.gitlab_username if board_em else "all",
+        "board_query": _query_without(request.GET),
         "stages": Stage,
+        "now": now,
+        "oob_messages": after_action,
+        "live_since": timezone.now(),
+        "columns": None,
+        "lanes": None,
     }
+    if board_em:
+        context["columns"] = em_board(board_em, as_of=now)
+    else:
+        context["lane_page"], context["lanes"] = swimlanes(request.GET.get("page"), as_of=now)
     return render(request, "scoping/_board.html" if request.htmx else "scoping/board.html", context)
 
 
@@ -166,53 +313,198 @@ def move_issue(request, iid: int):
     issue = get_object_or_404(ScopingIssue.objects.current(), iid=iid)
     form = StageForm(request.POST)
     if not form.is_valid():
-        return HttpResponseBadRequest(f"Unknown stage {request.POST.get('stage')!r}.")
+        return _error(request, f"Unknown stage {request.POST.get('stage')!r}.")
     set_issue_stage(issue=issue, stage=form.cleaned_data["stage"], actor=request.user)
-    return board(request)
+    messages.success(request, f"#{issue.iid} moved to {Stage(form.cleaned_data['stage']).label}.")
+    return board(request, after_action=True)
+
+
+@require_POST
+@editors_only
+def set_em_status(request, iid: int):
+    """Toggle a card's EM status (Waiting / To do); answers with the refreshed board."""
+    issue = get_object_or_404(ScopingIssue.objects.current(), iid=iid)
+    form = EMStatusForm(request.POST)
+    if not form.is_valid():
+        return _error(request, f"Unknown EM status {request.POST.get('em_status')!r}.")
+    status = form.cleaned_data["em_status"] or None
+    set_issue_em_status(issue=issue, em_status=status, actor=request.user)
+    messages.success(request, f"#{issue.iid} EM status: {EMStatus(status).label if status else 'none'}.")
+    return board(request, after_action=True)
+
+
+# --- Triage ----------------------------------------------------------------------------------------
+
+
+def _triage_rows(issues: list[ScopingIssue], *, posted: TriageForm | None = None) -> list[TriageRow]:
+    """Rows with their suggestion preselected; a refused form keeps what was posted and its errors."""
+    return triage_rows(issues, as_of=timezone.now(), posted=posted)
+
+
+def _triage_context(request, **extra) -> dict:
+    page = triage_page(request.GET.get("page"))
+    return {
+        "page": page,
+        "rows": _triage_rows(list(page.object_list)),
+        "waiting": page.paginator.count,
+        "live_since": timezone.now(),
+        **extra,
+    }
 
 
 def triage(request):
-    """New and unassigned issues with the EM and segment their account's territory suggests."""
-    issues = list(
-        ScopingIssue.objects.untriaged()
-        .select_related("engagement_manager", "opportunity__account__territory")
-        .order_by("created_at")
-    )
-    suggestions = suggest(issues)
-    rows = [(issue, suggestions[issue.pk], _triage_form(issue, suggestions[issue.pk])) for issue in issues]
-    return render(request, "scoping/triage.html", {"rows": rows, "load": open_issue_counts()})
+    """New and unassigned issues, oldest first, each with a suggested EM and why."""
+    template = "scoping/_triage_queue.html" if request.htmx else "scoping/triage.html"
+    return render(request, template, _triage_context(request))
 
 
-def _triage_form(issue: ScopingIssue, suggestion: Suggestion) -> TriageForm:
-    em = issue.engagement_manager or suggestion.engagement_manager
-    return TriageForm(
-        initial={
-            "segment": issue.segment or suggestion.segment,
-            "engagement_manager": em.gitlab_username if em else None,
-        }
-    )
+def _triage_one(issue: ScopingIssue, *, segment, engagement_manager, actor) -> dict:
+    """Triage through the services; returns what the issue had before, for undo."""
+    before = {
+        "segment": issue.segment,
+        "engagement_manager": issue.engagement_manager.gitlab_username if issue.engagement_manager else "",
+    }
+    with transaction.atomic():
+        set_issue_segment(issue=issue, segment=segment, actor=actor)
+        set_issue_engagement_manager(issue=issue, engagement_manager=engagement_manager, actor=actor)
+    return {"issue": issue, "before": before, "engagement_manager": engagement_manager, "segment": segment}
+
+
+def _triage_answer(request, template: str, context: dict, *, status: int = 200) -> HttpResponse:
+    context = {**context, "waiting": ScopingIssue.objects.untriaged().count(), "oob_messages": True}
+    return render(request, template, context, status=status)
 
 
 @require_POST
 @editors_only
 def triage_issue(request, iid: int):
-    """Label the segment and assign the EM in one step; the row leaves the queue."""
+    """Label the segment and assign the EM in one step; the row confirms, with undo."""
     issue = get_object_or_404(ScopingIssue.objects.current(), iid=iid)
     form = TriageForm(request.POST)
     if not form.is_valid():
-        suggestion = suggest([issue])[issue.pk]
-        return render(
-            request,
-            "scoping/_triage_row.html",
-            {"issue": issue, "suggestion": suggestion, "form": form},
-            status=400,
-        )
+        row = _triage_rows([issue], posted=form)[0]
+        return render(request, "scoping/_triage_row.html", {"row": row}, status=400)
+    done = _triage_one(issue, **form.cleaned_data, actor=request.user)
+    messages.success(request, f"#{issue.iid} triaged to {done['engagement_manager'].name}.")
+    if not request.htmx:
+        return redirect("scoping:triage")
+    return _triage_answer(request, "scoping/_triage_done.html", {"done": done})
+
+
+@require_POST
+@editors_only
+def accept_suggestions(request):
+    """Bulk triage: each selected row takes its suggested segment and EM."""
+    untriaged = list(
+        ScopingIssue.objects.untriaged()
+        .filter(iid__in=[v for v in request.POST.getlist("iid") if v.isascii() and v.isdigit()])
+        .select_related("engagement_manager", "opportunity__account__territory")
+        .order_by("created_at", "pk")
+    )
+    form = BulkTriageForm(request.POST, iids=[issue.iid for issue in untriaged])
+    if not form.is_valid():
+        messages.error(request, "Select rows that are still waiting for triage.")
+        return _triage_answer(request, "scoping/_triage_queue.html", _triage_context(request), status=400)
+    suggestions = suggest(untriaged, assignable=assignable_by_name())
+    done = [
+        _triage_one(issue, segment=s.segment, engagement_manager=s.engagement_manager, actor=request.user)
+        for issue in untriaged
+        if (s := suggestions[issue.pk]).engagement_manager and s.segment
+    ]
+    skipped = len(untriaged) - len(done)
+    messages.success(
+        request,
+        f"{len(done)} issue{'s' if len(done) != 1 else ''} triaged as suggested."
+        + (f" {skipped} had no suggestion and wait for you." if skipped else ""),
+    )
+    if not request.htmx:
+        return redirect("scoping:triage")
+    return _triage_answer(request, "scoping/_triage_queue.html", _triage_context(request, done=done))
+
+
+@require_POST
+@editors_only
+def undo_triage(request, iid: int):
+    """Put back the segment and EM the issue had before it was triaged."""
+    issue = get_object_or_404(ScopingIssue.objects.current().select_related("engagement_manager"), iid=iid)
+    form = UndoTriageForm(request.POST)
+    if not form.is_valid():
+        return _error(request, "This triage can no longer be undone.")
     with transaction.atomic():
-        set_issue_segment(issue=issue, segment=form.cleaned_data["segment"], actor=request.user)
+        set_issue_segment(issue=issue, segment=form.cleaned_data["segment"] or None, actor=request.user)
         set_issue_engagement_manager(
             issue=issue, engagement_manager=form.cleaned_data["engagement_manager"], actor=request.user
         )
-    if request.htmx:
-        return HttpResponse("")
-    messages.success(request, f"#{issue.iid} triaged to {form.cleaned_data['engagement_manager']}.")
-    return redirect("scoping:triage")
+    messages.success(request, f"Triage of #{issue.iid} undone.")
+    if not request.htmx:
+        return redirect("scoping:triage")
+    issue = ScopingIssue.objects.select_related("engagement_manager", "opportunity__account__territory").get(
+        pk=issue.pk
+    )
+    return _triage_answer(
+        request, "scoping/_triage_row.html", {"row": _triage_rows([issue])[0], "row_oob": True}
+    )
+
+
+# --- My work ---------------------------------------------------------------------------------------
+
+
+def my_work_page(request):
+    """An EM's landing page: what needs them today. Others pick whose work to see."""
+    username = request.GET.get("engagement_manager")
+    if username:
+        engagement_manager = get_object_or_404(EngagementManager, gitlab_username__iexact=username)
+    else:
+        engagement_manager = engagement_manager_of(request.user)
+    now = timezone.now()
+    context = {
+        "engagement_manager": engagement_manager,
+        "engagement_managers": _engagement_managers(),
+        "work": my_work(engagement_manager, engagement_manager.user, as_of=now)
+        if engagement_manager
+        else None,
+        "digest_form": DigestForm(
+            initial={"weekly": DigestSubscription.objects.filter(user=request.user).exists()}
+        ),
+        "own_page": engagement_manager is not None and engagement_manager.user_id == request.user.pk,
+        "overdue_before": now - FIRST_TOUCH,
+    }
+    return render(request, "scoping/my_work.html", context)
+
+
+@require_POST
+def weekly_digest(request):
+    """Opt in or out of the weekly e-mail of "My work"."""
+    form = DigestForm(request.POST)
+    form.is_valid()
+    if form.cleaned_data.get("weekly"):
+        DigestSubscription.objects.get_or_create(user=request.user)
+        messages.success(request, "You will get \u201cMy work\u201d by e-mail every Monday.")
+    else:
+        DigestSubscription.objects.filter(user=request.user).delete()
+        messages.success(request, "Weekly e-mail switched off.")
+    return redirect("scoping:my-work")
+
+
+# --- Live updates ----------------------------------------------------------------------------------
+
+
+@require_GET
+def changes(request):
+    """204 while nothing changed since `since`; else a new `since`, and an event the lists refresh on."""
+    now = timezone.now()
+    since = _moment(request.GET.get("since", ""))
+    if since is not None and not changed_since(since):
+        return HttpResponse(status=204)
+    response = render(request, "includes/_live.html", {"since": now, "oob": True})
+    if since is not None:
+        response["HX-Trigger"] = "psplan-changed"
+    return response
+
+
+def _moment(text: str) -> datetime | None:
+    try:
+        moment = parse_datetime(text)
+    except ValueError:
+        return None
+    return moment if moment is not None and moment.tzinfo is not None else None

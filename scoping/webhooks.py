@@ -104,7 +104,31 @@ def receive_delivery(*, event: str, payload: dict[str, Any], key: str) -> str:
 def _queue(delivery_id: int) -> None:
     from scoping.tasks import process_webhook_delivery
 
-    process_webhook_delivery.delay(delivery_id)
+    try:
+        process_webhook_delivery.apply_async((delivery_id,), retry=False)
+    except Exception as exc:  # kombu raises many types when the broker is down; the row waits for the sweep
+        logger.warning(
+            "Could not queue webhook delivery %s (%s); the periodic sweep applies it", delivery_id, exc
+        )
+
+
+# A delivery the broker never got (it was down) is applied by the sweep once it is this old.
+SWEEP_AFTER = timedelta(minutes=1)
+
+
+def apply_waiting_deliveries(*, limit: int = 500) -> int:
+    """Apply stored deliveries that were never processed (queued while the broker was down); returns how many."""
+    cutoff = timezone.now() - SWEEP_AFTER
+    waiting = WebhookDelivery.objects.filter(processed_at__isnull=True, received_at__lt=cutoff, error="")
+    applied = 0
+    for delivery_id in waiting.order_by("received_at").values_list("pk", flat=True)[:limit]:
+        try:
+            process_delivery(delivery_id=delivery_id)
+        except Exception:  # recorded on the row by process_delivery; the others still go
+            logger.exception("Webhook delivery %s could not be applied", delivery_id)
+            continue
+        applied += 1
+    return applied
 
 
 def _concerns_mirror(hook: IssueHook) -> bool:

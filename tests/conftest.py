@@ -6,9 +6,9 @@ from collections.abc import Iterator
 import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
-from rest_framework.authtoken.models import Token
 
 from psplan.permissions import ENGAGEMENT_MANAGERS_GROUP
+from psplan.tokens import create_token
 from tests.factories import EngagementManagerFactory, UserFactory
 from tests.standins.salesforce import SalesforceStandIn, django_settings_for
 
@@ -106,7 +106,12 @@ def admin_client(client, admin_user):
 
 @pytest.fixture
 def token_for():
+    """The key of a new API token for a user (PS Plan keeps only its digest, so each call makes one)."""
+    keys: dict[int, str] = {}
+
     def make(user) -> str:
-        return Token.objects.get_or_create(user=user)[0].key
+        if user.pk not in keys:
+            keys[user.pk] = create_token(user=user, lifetime=None)[1]
+        return keys[user.pk]
 
     return make

@@ -1,8 +1,9 @@
-"""The production settings module, given the two things a test run needs that production must not default."""
+"""The production settings module, given the few things a test run needs that production must not default."""
 
 import os
 
-os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-not-a-secret")
+# Long and varied enough for production's check; bin/test sets a fresh random one for each run.
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-" + "kV3p9QzL1mX7rT2bN8wY4cF6hJ0sD5gA" * 2)
 
 from psplan.settings import *  # noqa: F403
 
@@ -11,3 +12,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # The manifest needs `collectstatic` first; tests render templates without that step.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+
+# Tests speak plain HTTP (the test client, and live_server for Playwright); production redirects to HTTPS.
+SECURE_SSL_REDIRECT = False

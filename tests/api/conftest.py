@@ -1,18 +1,19 @@
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from psplan import counters
 from tests.scoping.conftest import gitlab_on, gitlab_server  # noqa: F401  (the GitLab stand-in)
 
 
 @pytest.fixture(autouse=True)
 def fresh_throttle_counters():
-    """Throttle counters live in the cache, which outlives a test's database rollback."""
-    cache.clear()
+    """Throttle counters live in the cache (and in the process while it is down), which outlive a test's
+    database rollback."""
+    counters.clear_all()
     yield
-    cache.clear()
+    counters.clear_all()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ pytestmark = [pytest.mark.browser]
 SC = "Services Calculator"
 
 
-def test_sign_in_redirects_to_the_issue_table(signed_in_page, live_server):
+def test_a_leader_lands_on_the_issue_table_after_sign_in(signed_in_page, live_server):
     UserFactory(username="leader")
     ScopingIssueFactory(title="Scoping: Acme migration", labels=[SC, "proposal::SOW_WIP"])
     page = signed_in_page("leader")

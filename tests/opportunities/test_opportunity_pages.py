@@ -79,3 +79,71 @@ def test_opportunity_list_query_count_does_not_grow_with_rows(reader_client):
     with CaptureQueriesContext(connection) as many:
         reader_client.get("/opportunities/")
     assert len(many) == len(one)
+
+
+def test_an_em_changes_the_engagement_manager_by_name_and_salesforce_gets_the_user_id(em_client):
+    OpportunityFactory(salesforce_id=OPP)
+    new_em = EngagementManagerFactory(name="Tom Becker", salesforce_user_id="005000000000077XYZ")
+    editor = em_client.get(f"/opportunities/{OPP}/edit/").content.decode()
+    assert f'<option value="{new_em.pk}">Tom Becker</option>' in editor
+    response = em_client.post(
+        f"/opportunities/{OPP}/edit/",
+        {"engagement_manager": new_em.pk, "em_confidence": "Grey"},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200 and "Tom Becker" in response.content.decode()
+    assert SalesforceWrite.objects.get().changes == {"engagement_manager": "005000000000077XYZ"}
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://gitlab.example.com/other/project/-/issues/12",
+        "javascript:alert(1)",
+        "https://gitlab.example.com/group/ps-plan/-/merge_requests/3",
+    ],
+)
+def test_the_scoping_issue_link_must_be_an_issue_of_the_configured_project(em_client, settings, link):
+    settings.GITLAB_URL, settings.GITLAB_PROJECT = "https://gitlab.example.com", "group/ps-plan"
+    OpportunityFactory(salesforce_id=OPP)
+    response = em_client.post(
+        f"/opportunities/{OPP}/edit/",
+        {"em_confidence": "Grey", "scoping_issue_link": link},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 400
+    assert (
+        "Must be the URL of an issue in https://gitlab.example.com/group/ps-plan" in response.content.decode()
+    )
+    assert not SalesforceWrite.objects.exists()
+
+
+def test_a_project_issue_link_is_saved_and_queued(em_client, settings):
+    settings.GITLAB_URL, settings.GITLAB_PROJECT = "https://gitlab.example.com", "group/ps-plan"
+    OpportunityFactory(salesforce_id=OPP)
+    link = "https://gitlab.example.com/group/ps-plan/-/issues/42"
+    response = em_client.post(
+        f"/opportunities/{OPP}/edit/",
+        {"em_confidence": "Grey", "scoping_issue_link": link},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200
+    assert SalesforceWrite.objects.get().changes == {"scoping_issue_link": link}
+
+
+def test_the_issue_page_panel_answers_with_the_panel_and_a_message(em_client):
+    OpportunityFactory(salesforce_id=OPP, name="Initech")
+    response = em_client.post(
+        f"/opportunities/{OPP}/edit/?layout=panel",
+        {"em_confidence": "Red", "em_confidence_rationale": "Budget frozen"},
+        headers={"HX-Request": "true"},
+    )
+    html = response.content.decode()
+    assert f'id="ps-panel-{OPP}"' in html and "Initech saved" in html and "sending…" in html
+
+
+def test_the_em_filter_offers_people_by_name(reader_client):
+    EngagementManagerFactory(name="Priya Raman", gitlab_username="praman")
+    html = reader_client.get("/opportunities/").content.decode()
+    assert '<option value="praman">Priya Raman</option>' in html
+    assert reader_client.get("/opportunities/?engagement_manager=praman").status_code == 200

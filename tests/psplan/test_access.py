@@ -8,6 +8,8 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 PUBLIC = {"/login/", "/healthz", "/admin/login/"}
+# Single sign-on's steps are public by nature; they answer 404 while SSO is not configured.
+SSO = {"/sso/login/", "/sso/callback/"}
 
 
 def _all_paths(resolver=None, prefix=""):
@@ -36,7 +38,7 @@ def test_url_discovery_sees_the_app_admin_and_public_pages():
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("path", [p for p in ALL_PATHS if p not in PUBLIC])
+@pytest.mark.parametrize("path", [p for p in ALL_PATHS if p not in PUBLIC | SSO])
 def test_anonymous_request_is_refused(client, path):
     response = client.get(path)
     if response.status_code in (301, 302):
@@ -52,3 +54,9 @@ def test_anonymous_request_is_refused(client, path):
 @pytest.mark.parametrize("path", sorted(PUBLIC))
 def test_public_pages_answer_anonymous_users(client, path):
     assert client.get(path).status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", sorted(SSO))
+def test_single_sign_on_is_not_there_until_configured(client, path):
+    assert client.get(path).status_code == 404

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+GOOD_KEY = secrets.token_urlsafe(50)
 
 
 def _start(**env: str) -> subprocess.CompletedProcess:
@@ -59,10 +61,20 @@ def test_debug_mode_starts_with_zero_configuration():
         ("CELERY_BROKER_URL", "localhost:6379"),
         ("DATABASE_URL", "nosuchdb://x"),
         ("CACHE_URL", "nosuchcache://x"),
+        ("DJANGO_HTTPS", "maybe"),
+        ("DJANGO_SECURE_PROXY_SSL_HEADER", "X Forwarded Proto"),
+        ("PSPLAN_SESSION_IDLE_HOURS", "0"),
+        ("PSPLAN_PROXY_COUNT", "-1"),
+        ("PSPLAN_SIGNIN_FAILURE_LIMIT", "0"),
+        ("OIDC_RP_CLIENT_ID", "psplan"),
+        ("PSPLAN_API_TOKEN_FAILURE_RATE", "twenty"),
+        ("PSPLAN_API_THROTTLE_RATE", "6000"),
+        ("OIDC_OP_TOKEN_ENDPOINT", "idp.example.com/token"),
+        ("PSPLAN_CURRENCY", "dollars"),
     ],
 )
 def test_bad_values_are_refused_naming_the_variable(variable, value):
-    result = _start(**{"DJANGO_SECRET_KEY": "x" * 50, variable: value})
+    result = _start(**{"DJANGO_SECRET_KEY": GOOD_KEY, variable: value})
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert variable in result.stderr
@@ -71,3 +83,14 @@ def test_bad_values_are_refused_naming_the_variable(variable, value):
 def test_integrations_are_off_without_credentials(settings):
     assert settings.GITLAB_ENABLED is False
     assert settings.SALESFORCE_ENABLED is False
+
+
+@pytest.mark.django_db
+def test_postgresql_connections_run_without_the_jit_compiler():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL setting; bin/test runs the suite on PostgreSQL")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone() == ("off",)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -175,7 +176,7 @@ def test_the_command_exits_non_zero_with_the_message_and_no_traceback(tmp_path):
     }
     env.update(
         DJANGO_SETTINGS_MODULE="psplan.settings",
-        DJANGO_SECRET_KEY="test-only",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
         DATABASE_URL=f"sqlite:///{tmp_path / 'unused.sqlite3'}",
     )
 

@@ -8,10 +8,12 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from scoping import services
 from scoping.gitlab_sync import sync_issues
 from scoping.models import GitLabWrite, ScopingIssue, WebhookDelivery
+from scoping.webhooks import apply_waiting_deliveries
 from scoping.write_back import deliver_gitlab_writes
 from tests.scoping.conftest import GITLAB_PROJECT_ID, SCOPING, WEBHOOK_SECRET, recently, seed
 
@@ -287,3 +289,23 @@ def test_an_older_delivery_arriving_late_does_not_undo_a_newer_one(
 
     mirrored.refresh_from_db()
     assert mirrored.title == "Second"
+
+
+def test_a_delivery_stored_while_the_broker_was_down_is_applied_by_the_sweep(client, gitlab_on, mirrored):
+    gitlab_on.edit_issue(mirrored.iid, title="Renamed while the broker was down")
+    post(client, gitlab_on.issue_hook(mirrored.iid, user="an.em"))  # stored; nothing ran it
+    WebhookDelivery.objects.update(received_at=timezone.now() - timedelta(minutes=2))
+
+    assert apply_waiting_deliveries() == 1
+    assert apply_waiting_deliveries() == 0
+
+    mirrored.refresh_from_db()
+    assert mirrored.title == "Renamed while the broker was down"
+    assert WebhookDelivery.objects.get().processed_at is not None
+
+
+def test_the_sweep_leaves_a_delivery_that_may_still_be_on_its_way_to_a_worker(client, gitlab_on, mirrored):
+    post(client, gitlab_on.issue_hook(mirrored.iid, user="an.em"))
+
+    assert apply_waiting_deliveries() == 0
+    assert WebhookDelivery.objects.get().processed_at is None

@@ -1,0 +1,357 @@
+"""What the EM pages read: bounded boards (capped columns, swimlanes), the triage queue, "My work".
+
+Each function costs a fixed number of queries whatever the number of issues, and returns at most a
+fixed number of rows, so a page stays small with 20,000 issues.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django import forms
+from django.conf import settings
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, DecimalField, F, Q, QuerySet, Value, Window
+from django.db.models.functions import Coalesce, RowNumber
+from django.utils import timezone
+
+from opportunities.choices import EMConfidence, Segment
+from opportunities.models import EngagementManager, Opportunity
+from psplan.fiscal import add_months
+from psplan.widgets import select_html
+from scoping.choices import EMStatus, IssueState, Stage
+from scoping.models import ScopingIssue
+from scoping.selectors import failed_writes_for, with_stage_entered_at, with_write_state
+from scoping.triage import Suggestion, assignable_by_name, suggest
+
+RECENTLY_CLOSED = timedelta(days=90)
+COLUMN_CAP = 25
+LANE_CELL_CAP = 3
+LANES_PER_PAGE = 8
+TRIAGE_PER_PAGE = 25
+FIRST_TOUCH = timedelta(hours=24)
+MY_WORK_CAP = 25
+CLOSING_SOON = timedelta(days=30)
+# Collapsed unless an EM opens them: they hold finished work, not today's.
+CLOSED_STAGES = (Stage.CLOSED_WON, Stage.CLOSED_LOST, Stage.CLOSED)
+
+
+@dataclass(frozen=True)
+class Card:
+    """What a board card shows, read in the same query as the board (no model instances per card)."""
+
+    pk: int
+    iid: int
+    title: str
+    stage: str
+    em_status: str
+    engagement_manager_id: int | None
+    em_name: str | None
+    account_name: str | None
+    opportunity_name: str | None
+    ps_amount: Decimal | None
+    em_confidence: str | None
+    stale_now: bool
+    going_stale_now: bool
+    write_state: str
+    stage_entered_at: datetime
+
+
+_CARD_RELATED = {
+    "em_name": F("engagement_manager__name"),
+    "account_name": F("opportunity__account__name"),
+    "opportunity_name": F("opportunity__name"),
+    "em_confidence": F("opportunity__em_confidence"),
+    # CONTRACT.md's PS amount, as opportunities.selectors.ps_amount computes it, through the link.
+    "ps_amount": Coalesce(
+        "opportunity__proserv_amount",
+        "opportunity__ps_value",
+        "opportunity__amount",
+        output_field=DecimalField(max_digits=16, decimal_places=2),
+    ),
+}
+# The card's own columns and with_card_facts' annotations: every other field of Card.
+_CARD_FIELDS = tuple(f.name for f in fields(Card) if f.name not in _CARD_RELATED)
+
+
+def with_card_facts(queryset: QuerySet[ScopingIssue], *, as_of: datetime) -> QuerySet[ScopingIssue]:
+    """Staleness, write-back state and stage age, annotated for cards and lists."""
+    return with_stage_entered_at(with_write_state(queryset.with_staleness(as_of=as_of)))
+
+
+def cards(queryset: QuerySet[ScopingIssue]) -> list[Card]:
+    """The cards of issues annotated by with_card_facts, from one values() query."""
+    return [Card(**row) for row in queryset.values(*_CARD_FIELDS, **_CARD_RELATED)]
+
+
+def board_issues(*, as_of: datetime) -> QuerySet[ScopingIssue]:
+    """Open issues and those closed in the last 90 days."""
+    return ScopingIssue.objects.current().filter(
+        Q(state=IssueState.OPENED) | Q(closed_at__gte=as_of - RECENTLY_CLOSED)
+    )
+
+
+@dataclass
+class Column:
+    stage: Stage
+    cards: list[Card] = field(default_factory=list)
+    total: int = 0
+
+    @property
+    def hidden(self) -> int:
+        return self.total - len(self.cards)
+
+    @property
+    def collapsed(self) -> bool:
+        return self.total == 0 or self.stage in CLOSED_STAGES
+
+    @property
+    def closed(self) -> bool:
+        return self.stage in CLOSED_STAGES
+
+
+@dataclass
+class Lane:
+    engagement_manager: EngagementManager | None
+    columns: list[Column]
+
+    @property
+    def total(self) -> int:
+        return sum(column.total for column in self.columns)
+
+
+def _capped(queryset: QuerySet[ScopingIssue], *, cap: int, partition: list) -> QuerySet[ScopingIssue]:
+    """The first `cap` issues of each partition, least recently active first, in one query."""
+    return (
+        queryset.annotate(
+            position=Window(RowNumber(), partition_by=partition, order_by=[F("last_activity_at").asc(), "pk"])
+        )
+        .filter(position__lte=cap)
+        .order_by("last_activity_at", "pk")
+    )
+
+
+def _counts(queryset: QuerySet[ScopingIssue], *by: str) -> dict[tuple, int]:
+    rows = queryset.order_by().values(*by).annotate(total=Count("pk"))
+    return {tuple(row[name] for name in by): row["total"] for row in rows}
+
+
+def em_board(engagement_manager: EngagementManager, *, as_of: datetime) -> list[Column]:
+    """One EM's columns, each capped at COLUMN_CAP cards with its true total."""
+    issues = board_issues(as_of=as_of).for_em(engagement_manager)
+    totals = _counts(issues, "stage")
+    columns = {stage: Column(stage, total=totals.get((stage.value,), 0)) for stage in Stage}
+    for card in cards(_capped(with_card_facts(issues, as_of=as_of), cap=COLUMN_CAP, partition=[F("stage")])):
+        columns[Stage(card.stage)].cards.append(card)
+    return list(columns.values())
+
+
+def swimlanes(page_number: str | int | None, *, as_of: datetime) -> tuple[Page, list[Lane]]:
+    """Everyone's board: one lane per EM with open work (unassigned first), a page of lanes at a time."""
+    issues = board_issues(as_of=as_of)
+    totals = _counts(issues, "engagement_manager", "stage")
+    em_ids = {em_id for em_id, _stage in totals}
+    people = EngagementManager.objects.filter(pk__in=em_ids - {None}).only("pk", "name", "gitlab_username")
+    by_id = {em.pk: em for em in people}
+    lane_ids = sorted(em_ids, key=lambda em_id: (em_id is not None, by_id[em_id].name if em_id else ""))
+    page = Paginator(lane_ids, LANES_PER_PAGE).get_page(page_number)
+    on_page = list(page.object_list)
+    lanes = {
+        em_id: Lane(
+            by_id.get(em_id), [Column(stage, total=totals.get((em_id, stage.value), 0)) for stage in Stage]
+        )
+        for em_id in on_page
+    }
+    in_lanes = Q(engagement_manager__in=[i for i in on_page if i]) | (
+        Q(engagement_manager__isnull=True) if None in on_page else Q(pk__in=[])
+    )
+    capped = _capped(
+        with_card_facts(issues.filter(in_lanes), as_of=as_of),
+        cap=LANE_CELL_CAP,
+        partition=[F("engagement_manager"), F("stage")],
+    )
+    stage_index = {stage.value: n for n, stage in enumerate(Stage)}
+    for card in cards(capped):
+        lanes[card.engagement_manager_id].columns[stage_index[card.stage]].cards.append(card)
+    return page, [lanes[em_id] for em_id in on_page]
+
+
+# What a triage row shows and its suggestion reads: the rest (the description above all) stays in the database.
+_TRIAGE_ROW_FIELDS = (
+    "iid",
+    "title",
+    "public_sector",
+    "created_at",
+    "segment",
+    "assignee_usernames",
+    "engagement_manager__name",
+    "engagement_manager__gitlab_username",
+    "opportunity__account__name",
+    "opportunity__account__sales_territory",
+    "opportunity__account__territory__name",
+    "opportunity__account__territory__segment",
+)
+
+
+def triage_page(page_number: str | int | None) -> Page:
+    """Untriaged issues, oldest first, a page at a time."""
+    queue = (
+        ScopingIssue.objects.untriaged()
+        .select_related("engagement_manager", "opportunity__account__territory")
+        .only(*_TRIAGE_ROW_FIELDS)
+        .order_by("created_at", "pk")
+    )
+    return Paginator(queue, TRIAGE_PER_PAGE).get_page(page_number)
+
+
+def is_overdue(issue: ScopingIssue, *, as_of: datetime) -> bool:
+    """The team answers a new scoping issue within 24 hours of its creation."""
+    return issue.created_at < as_of - FIRST_TOUCH
+
+
+@dataclass(frozen=True)
+class TriageRow:
+    issue: ScopingIssue
+    suggestion: Suggestion
+    overdue: bool
+    age: str
+    segment: str
+    engagement_manager: str
+    segment_select: str
+    engagement_manager_select: str
+    errors: tuple[str, ...] = ()
+
+
+_SEGMENT_CHOICES = tuple((str(value), str(label)) for value, label in Segment.choices)
+
+
+def triage_rows(
+    issues: list[ScopingIssue], *, as_of: datetime, posted: forms.Form | None = None
+) -> list[TriageRow]:
+    """Each issue with its suggestion preselected (or what a refused form posted, with its errors)."""
+    assignable = assignable_by_name()
+    em_choices = (("", "---------"), *((em.gitlab_username, em.name) for em in assignable))
+    suggestions = suggest(issues, assignable=assignable)
+    rows = []
+    for issue in issues:
+        suggestion = suggestions[issue.pk]
+        em = suggestion.engagement_manager
+        segment = posted.data.get("segment", "") if posted else suggestion.segment
+        username = posted.data.get("engagement_manager", "") if posted else (em.gitlab_username if em else "")
+        rows.append(
+            TriageRow(
+                issue=issue,
+                suggestion=suggestion,
+                overdue=is_overdue(issue, as_of=as_of),
+                age=_age(issue.created_at, as_of),
+                segment=segment,
+                engagement_manager=username,
+                segment_select=select_html(
+                    "segment", _SEGMENT_CHOICES, segment, id=f"id_triage_{issue.iid}_segment"
+                ),
+                engagement_manager_select=select_html(
+                    "engagement_manager", em_choices, username, id=f"id_triage_{issue.iid}_engagement_manager"
+                ),
+                errors=tuple(
+                    message for errors in (posted.errors.values() if posted else ()) for message in errors
+                ),
+            )
+        )
+    return rows
+
+
+def _age(moment: datetime, as_of: datetime) -> str:
+    hours = int((as_of - moment).total_seconds() // 3600)
+    return f"{hours} h" if hours < 48 else f"{hours // 24} d"
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One line of a "My work" list."""
+
+    iid: int
+    title: str
+    stage: str
+    place: str
+    created_at: datetime
+    last_activity_at: datetime
+
+    @property
+    def stage_label(self) -> str:
+        return Stage(self.stage).label
+
+    @property
+    def goes_stale_at(self) -> datetime:
+        return add_months(self.last_activity_at, settings.PSPLAN_STALE_AFTER_MONTHS)
+
+
+def _listed(queryset: QuerySet[ScopingIssue]) -> list[WorkItem]:
+    """The first issues of a "My work" list, from one values() query."""
+    rows = queryset.values(
+        "iid",
+        "title",
+        "stage",
+        "created_at",
+        "last_activity_at",
+        place=Coalesce("opportunity__account__name", "opportunity__name", Value("")),
+    )[:MY_WORK_CAP]
+    return [WorkItem(**row) for row in rows]
+
+
+@dataclass
+class MyWork:
+    untriaged: list[WorkItem]
+    going_stale: list[WorkItem]
+    to_do: list[WorkItem]
+    closing_opportunities: list[Opportunity]
+    failed_gitlab: list
+    failed_salesforce: list
+
+
+# What "My work" and its e-mail show of a closing opportunity (its PS amount is the first of the amounts set).
+_CLOSING_FIELDS = (
+    "salesforce_id",
+    "name",
+    "em_confidence",
+    "close_date",
+    "proserv_amount",
+    "ps_value",
+    "amount",
+    "account__name",
+)
+
+
+def my_work(engagement_manager: EngagementManager, user, *, as_of: datetime) -> MyWork:
+    """An EM's day: what waits for them first, each list capped."""
+    mine = ScopingIssue.objects.current().for_em(engagement_manager)
+    in_my_territories = Q(
+        engagement_manager__isnull=True,
+        opportunity__account__territory__assignments__engagement_manager=engagement_manager,
+    )
+    untriaged = ScopingIssue.objects.untriaged().filter(
+        Q(engagement_manager=engagement_manager) | in_my_territories
+    )
+    today = timezone.localdate(as_of)
+    closing = (
+        Opportunity.objects.open()
+        .for_em(engagement_manager)
+        .filter(
+            em_confidence__in=[EMConfidence.GREY, EMConfidence.RED],
+            close_date__gte=today,
+            close_date__lte=today + CLOSING_SOON,
+        )
+        .select_related("account")
+        .only(*_CLOSING_FIELDS)
+        .order_by("close_date", "name")
+    )
+    failed = failed_writes_for(engagement_manager=engagement_manager, user=user)
+    return MyWork(
+        untriaged=_listed(untriaged.distinct().order_by("created_at", "pk")),
+        going_stale=_listed(mine.going_stale(as_of=as_of).order_by("last_activity_at")),
+        to_do=_listed(mine.open().filter(em_status=EMStatus.TODO).order_by("last_activity_at")),
+        closing_opportunities=list(closing[:MY_WORK_CAP]),
+        failed_gitlab=list(failed["gitlab"][:MY_WORK_CAP]),
+        failed_salesforce=list(failed["salesforce"][:MY_WORK_CAP]),
+    )
