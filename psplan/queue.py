@@ -23,7 +23,7 @@ from typing import TypeVar
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, models, transaction
-from django.db.models import Case, Exists, F, Min, OuterRef, Subquery, When
+from django.db.models import Case, Count, Exists, F, Min, OuterRef, Q, Subquery, When
 from django.utils import timezone
 
 from psplan import heartbeat
@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 # Whatever a server asks for, a write is looked at again within a day.
 MAX_SERVER_DELAY = 24 * 3600
+# A run with a budget looks this often at writes another live run is sending.
+IN_FLIGHT_POLL = 1.0
 # Writes made within this many seconds of each other start one delivery run.
 GATHER_SECONDS = 2
 # The delivery task of each system, started by `deliver_soon`.
@@ -229,10 +231,16 @@ def _drain(
         # waits behind an earlier write of its record, and looking again before then would spin.
         now = timezone.now()
         waiting = model.objects.filter(status=WriteStatus.PENDING, next_attempt_at__gt=now)
-        next_due = waiting.aggregate(at=Min("next_attempt_at"))["at"]
-        if next_due is None:
+        soonest = waiting.aggregate(
+            at=Min("next_attempt_at"), in_flight=Count("pk", filter=~Q(lease_token=""))
+        )
+        if soonest["at"] is None:
             return
-        wait = (next_due - now).total_seconds()
+        wait = (soonest["at"] - now).total_seconds()
+        if soonest["in_flight"]:
+            # Another live run (a worker beside a manual sync) is sending them: its lease is renewed for
+            # as long as it lives, but its rows settle any moment now.
+            wait = min(wait, IN_FLIGHT_POLL)
         if time.monotonic() + wait > deadline:
             return
         time.sleep(wait)

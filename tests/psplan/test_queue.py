@@ -4,6 +4,8 @@ the drain loop and the start of delivery runs. GitLabWrite stands for any queue 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -441,6 +443,31 @@ def test_a_write_due_after_the_budget_ends_is_not_waited_for():
 
     assert courier.batches == []
     assert still_pending() == [write.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_a_budget_a_run_waits_for_writes_another_live_run_is_sending():
+    # A manual `sync` beside the workers: a worker's run holds the write, renewing its lease while it lives.
+    write = queued(ScopingIssueFactory())
+    (claimed,) = queue.claim(GitLabWrite, limit=1, lease=timedelta(minutes=1))
+    other_run = threading.Timer(0.5, the_other_run_delivers, args=([claimed],))
+    other_run.start()
+    started = time.monotonic()
+
+    queue.drain(GitLabWrite, Courier(), batch=10, budget=10)
+    left_pending = still_pending()
+
+    other_run.join()
+    assert left_pending == [], "the run gave up on a write that was delivered a moment later"
+    assert time.monotonic() - started < 3
+    assert GitLabWrite.objects.get(pk=write.pk).attempts == 1  # it was not sent again
+
+
+def the_other_run_delivers(writes: list[GitLabWrite]) -> None:
+    try:
+        queue.delivered(writes)
+    finally:
+        connection.close()
 
 
 def overdue_write_held_back(*, earlier_due_in: timedelta) -> list[int]:
