@@ -404,6 +404,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
     # A request that queues a delivery must not hang on a broker that is down.
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
+    # Sending a task reconnects through kombu's default_channel, which retries for about six seconds by
+    # default: a request would hang that long. One quick retry; the periodic sweep sends what it missed.
+    # (A worker's own reconnection follows broker_connection_max_retries, not these.)
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
 }
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The broker bin/run uses when GitLab or Salesforce is configured: messages are files in the
