@@ -1,6 +1,6 @@
 """Fault drills: PS Plan's write path under crashes, outages, crowds and a lost broker, with real processes.
 
-    uv run python bench/drills.py [--timeout 150] [--only kills,outage,crowd,redis] [--keep-logs]
+    uv run python bench/drills.py [--timeout 150] [--only kills,outage,crowd,webhooks,redis] [--keep-logs]
 
 Starts its own PostgreSQL and Redis (append-only, as in docker-compose.yml) on loopback, the GitLab and
 Salesforce stand-ins (tests/standins; Salesforce over TLS with a throwaway CA that REQUESTS_CA_BUNDLE
@@ -16,11 +16,18 @@ the same 150 edits through the API: two each to 50 issues (stage, segment or EM 
 opportunities (EM confidence and rationale). The runs:
 
     baseline  nothing goes wrong: the end state every drill is compared with
-    kills     kill -9 of the sync worker during the GitLab pull and during the Salesforce pull, and of the
-              delivery worker at its first GitLab PUT and at its first Salesforce write; each restarted
-    outage    GitLab and Salesforce answer 502 to everything while the edits are made, then recover
+    kills     kill -9 of the sync worker during the GitLab pull and during the Salesforce pull (the next sync
+              must take the dead one's lock over within a minute, and no run may stay "running"), and of
+              the delivery worker at its first GitLab PUT and at its first Salesforce write; each restarted
+    outage    GitLab answers 502 to everything while the first round of edits is made: Salesforce
+              deliveries must keep flowing meanwhile; then Salesforce fails too for the second round; both
+              recover, and GitLab's queue must drain within a minute
     crowd     two workers and two beats started together with a manual `manage.py sync`, and a second
-              manual sync while the edits are made
+              manual sync while the edits are made; each close_qtr label PS Plan creates was created by
+              someone else a moment before (GitLab answers 409), which must defer no write
+    webhooks  GitLab's webhook sends every issue change and comment twice at once under one
+              Idempotency-Key, and at the end each issue event again, stale, under a new key: every
+              delivery must be stored and applied once, and change nothing
     redis     Redis restarted while tasks wait in it (workers stopped), then killed with its data lost;
               pages and the API are polled, and edits made, while it is down
 
@@ -92,6 +99,9 @@ ISSUE_EDITS = (
     ({"stage": "Estimate_Feedback"}, {"segment": "Ent_APAC"}),
 )
 OPPORTUNITY_EDITS = ("Amber", "Red")
+WEBHOOK_SECRET = "drill-webhook-secret"
+# What the issue asks of recovery: a dead sync's lock taken over, and GitLab's queue drained, within a minute.
+RECOVERY_LIMIT = 60
 
 SYNC_KINDS = (
     "gitlab_full",
@@ -118,6 +128,7 @@ DRILL_ENVIRONMENT = {
     "GITLAB_OUTBOX_RETRY_BASE": "2",
     "GITLAB_OUTBOX_RETRY_CAP": "10",
     "GITLAB_BACKOFF_CAP": "2",
+    "GITLAB_WEBHOOK_SECRET": WEBHOOK_SECRET,
 }
 _started = time.monotonic()
 
@@ -475,6 +486,7 @@ class Client:
         self.base, self.token, self.password = base, token, password
         self.errors: list[str] = []
         self.answers: Counter[int] = Counter()
+        self.slowest_edit = 0.0  # seconds, of the PATCHes since it was last reset
         self._local = threading.local()
         self._lock = threading.Lock()
 
@@ -483,6 +495,17 @@ class Client:
 
     def get_api(self, path: str) -> int:
         return self._send(self._api(), "GET", path)
+
+    def post_webhook(self, event: str, key: str, payload: dict[str, Any]) -> str:
+        """POST one webhook delivery as GitLab does; returns PS Plan's `status` (or the HTTP status)."""
+        if not hasattr(self._local, "hooks"):
+            self._local.hooks = requests.Session()
+        headers = {"X-Gitlab-Token": WEBHOOK_SECRET, "X-Gitlab-Event": event, "Idempotency-Key": key}
+        answers: list[requests.Response] = []
+        status = self._send(
+            self._local.hooks, "POST", "/webhooks/gitlab/", json=payload, headers=headers, answers=answers
+        )
+        return answers[0].json().get("status", str(status)) if status == 200 else str(status)
 
     def get_page(self, path: str) -> int:
         if not hasattr(self._local, "browser"):
@@ -512,16 +535,29 @@ class Client:
             raise RuntimeError(f"Signing in failed: {answer.status_code}")
         return browser
 
-    def _send(self, session: requests.Session, method: str, path: str, **options: Any) -> int:
+    def _send(
+        self,
+        session: requests.Session,
+        method: str,
+        path: str,
+        answers: list[requests.Response] | None = None,
+        **options: Any,
+    ) -> int:
+        started = time.monotonic()
         try:
-            status = session.request(method, self.base + path, timeout=30, **options).status_code
+            answer = session.request(method, self.base + path, timeout=30, **options)
         except requests.RequestException as exc:
             status, problem = 0, f"{method} {path}: no answer ({type(exc).__name__})"
         else:
+            status = answer.status_code
+            if answers is not None:
+                answers.append(answer)
             # /healthz answering 503 while the broker is down is what it is for.
             problem = f"{method} {path}: {status}" if status >= 500 and path != "/healthz" else ""
         with self._lock:
             self.answers[status] += 1
+            if method == "PATCH":
+                self.slowest_edit = max(self.slowest_edit, time.monotonic() - started)
             if problem:
                 self.errors.append(problem)
         return status
@@ -559,6 +595,7 @@ class Run:
         self.client = Client(f"http://127.0.0.1:{self.port}", services.token, services.password)
         self.accepted: list[Edit] = []
         self.gitlab_clean_from = 0  # GitLab requests before this one were answered by a fault
+        self.baseline: dict[tuple, object] = {}  # the baseline run's end state, when this run is a drill
         self.outcome = Outcome(name)
 
     def close(self) -> None:
@@ -694,8 +731,9 @@ class Run:
 
     def judge(self, baseline: dict[tuple, object] | None) -> Outcome:
         """Stop everything, then judge what PS Plan and the stand-ins hold against the edits and baseline."""
-        self.processes.stop_all()
         outcome = self.outcome
+        outcome.problems += runs_left_running()
+        self.processes.stop_all()
         outcome.state = end_state(self.gitlab, self.salesforce)
         outcome.lost = lost_writes(self)
         outcome.duplicates = duplicate_writes(self)
@@ -717,6 +755,18 @@ def run_summary() -> str:
     for row in rows:
         by_kind[row["kind"]].append(f"{row['status']} {row['n']}")
     return "; ".join(f"{kind} {', '.join(counts)}" for kind, counts in by_kind.items())
+
+
+def runs_left_running() -> list[str]:
+    """Runs still "running" a minute after they started: a dead process's run must be marked abandoned."""
+    from django.utils import timezone
+
+    from opportunities.models import SyncRun
+
+    old = SyncRun.objects.filter(
+        status="running", started_at__lt=timezone.now() - timedelta(seconds=RECOVERY_LIMIT)
+    )
+    return [f"{run} by {run.owner} still running since {run.started_at:%H:%M:%S}" for run in old]
 
 
 def pending_writes() -> int:
@@ -973,9 +1023,9 @@ def kills(run: Run) -> None:
     run.start_stack()
     run.wait_event(pull, "the sync worker's GitLab pull")
     query = run.kill_on(run.salesforce.before_next, "sync-worker", kind="query")
-    run.restart("sync-worker")
+    taken_over(run, lambda: run.restart("sync-worker"), kinds=("gitlab_full", "gitlab_incremental"))
     run.wait_event(query, "the sync worker's Salesforce pull")
-    run.restart("sync-worker")
+    taken_over(run, lambda: run.restart("sync-worker"), kinds=("salesforce_full", "salesforce_incremental"))
     run.settle("the syncs after two killed ones")
     killed = [
         run.kill_on(run.gitlab.before_next, "worker", method="PUT"),
@@ -990,19 +1040,53 @@ def kills(run: Run) -> None:
     run.settle("the edits, delivered by a worker killed twice")
 
 
+def taken_over(run: Run, restart: Callable[[], None], *, kinds: tuple[str, ...]) -> None:
+    """After a sync was killed mid-pull: another must run (not skip) within RECOVERY_LIMIT seconds."""
+    from django.utils import timezone
+
+    from opportunities.models import SyncRun
+
+    killed_at, started = timezone.now(), time.monotonic()
+    restart()
+    later = SyncRun.objects.filter(kind__in=kinds, started_at__gt=killed_at).exclude(status="skipped")
+    wait_for("a sync to take over the killed one's lock", later.exists, RECOVERY_LIMIT)
+    say(f"{run.name}: a sync took over {time.monotonic() - started:.0f} s after the kill")
+
+
 def outage(run: Run) -> None:
+    first, second = ([edit for edit in run.edits if edit.round == n] for n in (0, 1))
     run.start_stack()
     run.settle("the first sync and the rules' closures")
-    say("outage: GitLab and Salesforce answer 502 to everything")
+    say("outage: GitLab answers 502 to everything; Salesforce is up")
     run.gitlab.fail_at_random({502: 1.0})
+    run.make_edits(first)
+    started = time.monotonic()
+    wait_for("Salesforce deliveries during the GitLab outage", salesforce_drained, RECOVERY_LIMIT)
+    say(f"outage: Salesforce had every write {time.monotonic() - started:.0f} s after the edits")
+    say("outage: Salesforce answers 502 to everything too")
     run.salesforce.fail_at_random(salesforce_faults.BAD_GATEWAY, 1.0)
-    run.make_edits(run.edits)
+    run.make_edits(second)
     run.wait("every edit tried during the outage", lambda: untried_writes() == 0)
     run.gitlab_clean_from = run.gitlab.request_count
     run.gitlab.clear_faults()
     run.salesforce.clear_faults()
+    recovered = time.monotonic()
     say("outage: GitLab and Salesforce are back")
+    wait_for("GitLab's queue to drain after the outage", gitlab_drained, RECOVERY_LIMIT)
+    say(f"outage: GitLab had every write {time.monotonic() - recovered:.0f} s after it recovered")
     run.settle("the edits made during the outage")
+
+
+def salesforce_drained() -> bool:
+    from opportunities.models import SalesforceWrite
+
+    return not SalesforceWrite.objects.filter(status="pending").exists()
+
+
+def gitlab_drained() -> bool:
+    from scoping.models import GitLabWrite
+
+    return not GitLabWrite.objects.filter(status="pending").exists()
 
 
 def untried_writes() -> int:
@@ -1023,8 +1107,12 @@ def crowd(run: Run) -> None:
     run.start_beat("beat-a")
     run.start_beat("beat-b")
     run.start_manual_sync("manual-sync-1")
+    created_first = labels_created_first(run)
     run.wait_ready("web", "worker-a", "worker-b", "beat-a", "beat-b")
     run.settle("the first syncs and the rules' closures")
+    if not created_first.is_set():
+        run.outcome.problems.append("PS Plan created no label: the 409 on label creation was not drilled")
+    run.outcome.problems += writes_deferred()
     run.start_manual_sync("manual-sync-2")
     run.make_edits(run.edits)
     run.settle("the edits")
@@ -1033,6 +1121,134 @@ def crowd(run: Run) -> None:
         say(f"crowd: {name} exited with {code}: {run.processes.tail(name, 3)!r}")
         if code is None:
             raise DrillTimeout(f"{name} still running after {run.timeout:.0f} s")
+        last_line = run.processes.tail(name, 1)
+        # Nothing fails here: a sync either runs, and every write it saw is delivered (by it or by a
+        # worker), or finds another sync running, which it says.
+        if code and "another sync is running" not in last_line:
+            run.outcome.problems.append(f"{name} exited with {code}: {last_line}")
+
+
+def labels_created_first(run: Run) -> threading.Event:
+    """Before PS Plan's first label creation, the labels it creates in the baseline appear in GitLab, as
+    if another worker or a person had been first: GitLab answers PS Plan's POST with 409."""
+    seeded = set(run.gitlab.label_names)
+    created = set(run.baseline[("GitLab project", "labels", "")]) - seeded  # type: ignore[arg-type]
+    done = threading.Event()
+
+    def create_them_first() -> None:
+        for label in created:
+            run.gitlab.add_label(label)
+        say(f"{run.name}: {sorted(created)} created in GitLab just before PS Plan's POST")
+        done.set()
+
+    run.gitlab.before_next(create_them_first, method="POST", path=f"/api/v4/projects/{PROJECT_ID}/labels")
+    return done
+
+
+def writes_deferred() -> list[str]:
+    """Writes that needed a second attempt, in a drill where GitLab and Salesforce never fail."""
+    from opportunities.models import SalesforceWrite
+    from scoping.models import GitLabWrite
+
+    return [
+        f"{type(write).__name__} #{write.pk} took {write.attempts} attempts ({write.last_error[:120]!r})"
+        for model in (GitLabWrite, SalesforceWrite)
+        for write in model.objects.filter(attempts__gt=1)
+    ]
+
+
+class WebhookSender:
+    """GitLab's webhook at its worst: every issue change and comment is delivered twice at once under one
+    Idempotency-Key (GitLab retrying a slow answer), and each issue event again at the end, stale, under
+    a new key (a delivery resent by hand long after)."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.updated: dict[int, str] = {
+            iid: run.gitlab.issue(iid)["updated_at"] for iid in range(1, ISSUES + 1)
+        }
+        self.notes: set[int] = set()
+        self.sent: list[tuple[str, str, dict[str, Any]]] = []  # event, key, payload
+        self.answers: dict[str, list[str]] = defaultdict(list)  # key → PS Plan's answers
+        self._stop = threading.Event()
+
+    @contextmanager
+    def sending(self) -> Iterator[None]:
+        watcher = threading.Thread(target=self._watch, name="webhooks", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            self._stop.set()
+            watcher.join(self.run.timeout)
+
+    def resend_stale(self) -> None:
+        stale = [(event, payload) for event, _, payload in self.sent if event == "Issue Hook"]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda item: self._post(item[0], f"resent-{secrets.token_hex(8)}", item[1]), stale))
+        say(f"{self.run.name}: {len(stale)} stale issue events resent under new keys")
+
+    def _watch(self) -> None:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            while not self._stop.wait(0.5):
+                for event, payload in self._new_events():
+                    key = f"drill-{secrets.token_hex(8)}"
+                    self.sent.append((event, key, payload))
+                    list(pool.map(self._post, [event] * 2, [key] * 2, [payload] * 2))
+
+    def _new_events(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        gitlab = self.run.gitlab
+        for iid in range(1, ISSUES + 1):
+            updated = gitlab.issue(iid)["updated_at"]
+            if updated != self.updated[iid]:
+                self.updated[iid] = updated
+                yield "Issue Hook", gitlab.issue_hook(iid)
+            for note in gitlab.notes(iid):
+                if not note["system"] and note["id"] not in self.notes:
+                    self.notes.add(note["id"])
+                    yield "Note Hook", gitlab.note_hook(note)
+
+    def _post(self, event: str, key: str, payload: dict[str, Any]) -> None:
+        self.answers[key].append(self.run.client.post_webhook(event, key, payload))
+
+    def judge(self) -> tuple[list[str], list[str]]:
+        """(duplicates, problems): a key queued twice; a key never queued, a delivery unapplied or failed."""
+        from scoping.models import WebhookDelivery
+
+        duplicates, problems = [], []
+        for key, answers in self.answers.items():
+            queued = answers.count("queued")
+            if queued > 1:
+                duplicates.append(f"webhook delivery {key} queued {queued} times: {answers}")
+            elif not queued:
+                problems.append(f"webhook delivery {key} never queued: {answers}")
+        stored = WebhookDelivery.objects.count()
+        if stored != len(self.answers):
+            problems.append(f"{len(self.answers)} webhook deliveries sent, {stored} stored")
+        for delivery in WebhookDelivery.objects.exclude(processed_at__isnull=False, error=""):
+            problems.append(f"webhook delivery {delivery.delivery_key} not applied: {delivery.error!r}")
+        return duplicates, problems
+
+
+def webhooks(run: Run) -> None:
+    sender = WebhookSender(run)
+    run.start_stack()
+    with sender.sending():
+        run.settle("the first sync and the rules' closures")
+        run.make_edits(run.edits)
+        run.settle("the edits")
+    sender.resend_stale()
+    say(f"webhooks: {len(sender.sent)} events sent twice each")
+    run.wait("every webhook delivery applied", webhooks_applied)
+    duplicates, problems = sender.judge()
+    run.outcome.duplicates += duplicates
+    run.outcome.problems += problems
+
+
+def webhooks_applied() -> bool:
+    from scoping.models import WebhookDelivery
+
+    return not WebhookDelivery.objects.filter(processed_at__isnull=True, error="").exists()
 
 
 def redis_outages(run: Run) -> None:
@@ -1089,6 +1305,10 @@ API_READS = (
 )
 
 
+# An edit is answered this fast even while the broker is down (its row waits for the sweep).
+EDIT_WITHOUT_BROKER_LIMIT = 2.0
+
+
 def poll_and_edit(run: Run, edits: list[Edit]) -> list[Edit]:
     """While Redis is away: every page and API read twice, and the edits; returns the refused edits."""
     for _ in range(2):
@@ -1096,7 +1316,13 @@ def poll_and_edit(run: Run, edits: list[Edit]) -> list[Edit]:
             run.client.get_page(path)
         for path in API_READS:
             run.client.get_api(path)
-    return run.make_edits(edits)
+    run.client.slowest_edit = 0.0
+    refused = run.make_edits(edits)
+    slowest = run.client.slowest_edit
+    say(f"redis: the slowest edit while Redis was down took {slowest:.2f} s")
+    if slowest > EDIT_WITHOUT_BROKER_LIMIT:
+        run.outcome.problems.append(f"an edit took {slowest:.1f} s to answer while the broker was down")
+    return refused
 
 
 # --- Running it all -------------------------------------------------------------------------------------
@@ -1206,6 +1432,7 @@ DRILLS: dict[str, Callable[[Run], None]] = {
     "kills": kills,
     "outage": outage,
     "crowd": crowd,
+    "webhooks": webhooks,
     "redis": redis_outages,
 }
 
@@ -1213,6 +1440,7 @@ DRILLS: dict[str, Callable[[Run], None]] = {
 def run_one(name: str, drill: Callable[[Run], None], services: Services, args, baseline_state) -> Outcome:
     say(f"{name}: starting")
     run = Run(name, services, args)
+    run.baseline = baseline_state or {}
     try:
         try:
             drill(run)
