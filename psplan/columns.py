@@ -8,7 +8,7 @@ many columns there are, and building an item is a dict comprehension over precom
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -17,11 +17,14 @@ from operator import itemgetter
 from typing import Any
 
 from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
 from rest_framework import serializers
 
 from psplan import csv_export
 
 Row = Mapping[str, Any]
+# A download reads its rows this many at a time, so a whole table never sits in memory.
+CSV_CHUNK_ROWS = 2000
 
 
 def iso(value: date | datetime | None) -> str | None:
@@ -116,17 +119,25 @@ class Table:
     def keys(self) -> list[str]:
         return [column.key for column in self.columns]
 
-    def csv_table(self, items: Iterable[Mapping[str, Any]]) -> tuple[list[csv_export.Column], list[dict]]:
-        """The CSV of API items: every column, headed by its label, one cell per value."""
+    def csv_table(self, items: Iterable[Mapping[str, Any]]) -> tuple[list[csv_export.Column], Iterator[dict]]:
+        """The CSV of API items: every column, headed by its label, one cell per value (rows made lazily)."""
         columns = [csv_export.Column(column.key, column.label) for column in self.columns]
         cells = [(column.key, column.csv) for column in self.columns if column.csv is not None]
-        rows = []
-        for item in items:
-            row = dict(item)
-            for key, to_cell in cells:
-                row[key] = to_cell(row[key])
-            rows.append(row)
-        return columns, rows
+
+        def rows() -> Iterator[dict]:
+            for item in items:
+                row = dict(item)
+                for key, to_cell in cells:
+                    row[key] = to_cell(row[key])
+                yield row
+
+        return columns, rows()
+
+    def csv_download(self, queryset: QuerySet, *, filename: str, **context: Any) -> StreamingHttpResponse:
+        """A page's table as the API writes it, every row its filters keep, streamed in chunks."""
+        rows = self.rows(queryset, **context).iterator(chunk_size=CSV_CHUNK_ROWS)
+        columns, cells = self.csv_table(self.item(row) for row in rows)
+        return csv_export.csv_response(filename=filename, columns=columns, rows=cells)
 
     @cached_property
     def serializer(self) -> type[serializers.Serializer]:

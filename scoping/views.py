@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, Q
-from django.http import HttpResponse, QueryDict
+from django.http import HttpResponse, HttpResponseBadRequest, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -48,6 +48,7 @@ from scoping.services import (
     set_keep_open,
 )
 from scoping.sync import lock_holder
+from scoping.tables import SCOPING_ISSUES
 from scoping.triage import assignable_by_name, suggest
 from scoping.workspace import FIRST_TOUCH, TriageRow, em_board, my_work, swimlanes, triage_page, triage_rows
 
@@ -73,8 +74,10 @@ def home(request):
 
 
 def issue_list(request):
-    """The scoping issues table; with htmx, only the table is sent back."""
+    """The scoping issues table; with htmx, only the table is sent back; with ?csv, all its rows as CSV."""
     now = timezone.now()
+    if "csv" in request.GET:
+        return _issues_csv(request.GET, as_of=now)
     issues = with_write_state(
         ScopingIssue.objects.current()
         .select_related("engagement_manager", "opportunity")
@@ -93,6 +96,16 @@ def issue_list(request):
     }
     template = "scoping/_issue_table.html" if request.htmx else "scoping/issue_list.html"
     return render(request, template, context)
+
+
+def _issues_csv(query: QueryDict, *, as_of: datetime) -> HttpResponse:
+    """Every issue the page's filters keep, with the API's columns."""
+    filterset = ScopingIssueFilter(query, queryset=ScopingIssue.objects.current().order_by("-iid"))
+    if not filterset.is_valid():
+        return HttpResponseBadRequest(
+            f"Cannot export: {filterset.errors.as_text()}", content_type="text/plain"
+        )
+    return SCOPING_ISSUES.csv_download(filterset.qs, filename="scoping-issues", as_of=as_of)
 
 
 def _query_without(query: QueryDict, *names: str) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -147,3 +150,16 @@ def test_the_em_filter_offers_people_by_name(reader_client):
     html = reader_client.get("/opportunities/").content.decode()
     assert '<option value="praman">Priya Raman</option>' in html
     assert reader_client.get("/opportunities/?engagement_manager=praman").status_code == 200
+
+
+def test_the_table_downloads_as_csv_with_the_pages_filters(reader_client):
+    OpportunityFactory(name="Acme - Migration", em_confidence="Green")
+    OpportunityFactory(name="Globex - Upgrade", em_confidence="Red", em_confidence_rationale="No budget")
+    OpportunityFactory(name="Closed deal", em_confidence="Red", is_closed=True)
+
+    page = reader_client.get("/opportunities/?em_confidence=Red").content.decode()
+    response = reader_client.get("/opportunities/?em_confidence=Red&csv=1")
+
+    assert 'href="?em_confidence=Red&amp;csv=1"' in page
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [(row["Opportunity"], row["EM confidence"]) for row in rows] == [("Globex - Upgrade", "Red")]
