@@ -54,7 +54,8 @@ def assignable_engagement_managers() -> QuerySet[EngagementManager]:
 _PERSON_FIELDS = tuple(
     field.attname
     for field in EngagementManager._meta.concrete_fields
-    if field.attname in {"id", "name", "gitlab_username", "gitlab_user_id", "user_id", "active"}
+    if field.attname
+    in {"id", "name", "salesforce_user_id", "gitlab_username", "gitlab_user_id", "user_id", "active"}
 )
 
 
@@ -77,6 +78,13 @@ class People:
     @property
     def by_id(self) -> dict[int, EngagementManager]:
         return {em.pk: em for em in self.engagement_managers}
+
+    def in_salesforce(self, *, keeping: int | None) -> list[EngagementManager]:
+        """The EMs PSFieldsForm offers for an opportunity, as its queryset lists them: active ones with a
+        Salesforce user, and the EM it has now (`keeping`) in any case, so that saving loses nothing."""
+        return [
+            em for em in self.engagement_managers if (em.active and em.salesforce_user_id) or em.pk == keeping
+        ]
 
     def with_username(self, username: str) -> EngagementManager | None:
         """The EM with this GitLab username, in any case (as `gitlab_username__iexact` finds them)."""
