@@ -488,7 +488,7 @@ def undo_triage(request, iid: int):
 
 def my_work_page(request):
     """An EM's landing page: what needs them today. Others pick whose work to see."""
-    everyone = people(request.user)
+    everyone = people(request.user, with_digest=True)
     username = request.GET.get("engagement_manager")
     if username:
         engagement_manager = _engagement_manager_named(everyone, username)
@@ -501,9 +501,7 @@ def my_work_page(request):
         "work": my_work(engagement_manager, engagement_manager.user, as_of=now)
         if engagement_manager
         else None,
-        "digest_form": DigestForm(
-            initial={"weekly": DigestSubscription.objects.filter(user=request.user).exists()}
-        ),
+        "digest_form": DigestForm(initial={"weekly": everyone.viewer_gets_digest}),
         "own_page": engagement_manager is not None and engagement_manager.user_id == request.user.pk,
         "overdue_before": now - FIRST_TOUCH,
     }
