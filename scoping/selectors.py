@@ -30,7 +30,7 @@ from django.db.models.functions import Coalesce, JSONObject
 from opportunities.models import EngagementManager, Opportunity, SalesforceWrite, SyncRun, TerritoryAssignment
 from psplan.permissions import engagement_managers_group_of, remember_roles
 from psplan.queue import WriteStatus
-from scoping.models import GitLabWrite, IssueChange, ScopingIssue, WebhookDelivery
+from scoping.models import DigestSubscription, GitLabWrite, IssueChange, ScopingIssue, WebhookDelivery
 
 
 def issues() -> QuerySet[ScopingIssue]:
@@ -54,7 +54,8 @@ def assignable_engagement_managers() -> QuerySet[EngagementManager]:
 _PERSON_FIELDS = tuple(
     field.attname
     for field in EngagementManager._meta.concrete_fields
-    if field.attname in {"id", "name", "gitlab_username", "gitlab_user_id", "user_id", "active"}
+    if field.attname
+    in {"id", "name", "salesforce_user_id", "gitlab_username", "gitlab_user_id", "user_id", "active"}
 )
 
 
@@ -65,6 +66,7 @@ class People:
     engagement_managers: tuple[EngagementManager, ...] = ()
     offered_ids: frozenset[int] = frozenset()
     assignable_ids: frozenset[int] = frozenset()
+    viewer_gets_digest: bool | None = None  # read only when people() was asked to
 
     @property
     def offered(self) -> list[EngagementManager]:
@@ -78,32 +80,49 @@ class People:
     def by_id(self) -> dict[int, EngagementManager]:
         return {em.pk: em for em in self.engagement_managers}
 
+    def in_salesforce(self, *, keeping: int | None) -> list[EngagementManager]:
+        """The EMs PSFieldsForm offers for an opportunity, as its queryset lists them: active ones with a
+        Salesforce user, and the EM it has now (`keeping`) in any case, so that saving loses nothing."""
+        return [
+            em for em in self.engagement_managers if (em.active and em.salesforce_user_id) or em.pk == keeping
+        ]
+
     def with_username(self, username: str) -> EngagementManager | None:
         """The EM with this GitLab username, in any case (as `gitlab_username__iexact` finds them)."""
         wanted = username.casefold()
         return next((em for em in self.engagement_managers if em.gitlab_username.casefold() == wanted), None)
 
 
-def people(viewer: AbstractBaseUser) -> People:
+def people(viewer: AbstractBaseUser, *, with_digest: bool = False) -> People:
     """Every EM, the signed-in user's role and their own EM, in one query: each page needs all three, and
-    each was a query of its own. The role and EM are remembered for can_edit and engagement_manager_of."""
+    each was a query of its own. The role and EM are remembered for can_edit and engagement_manager_of.
+    `with_digest` also reads whether the viewer gets the weekly e-mail ("My work" shows it)."""
+    flags = {
+        "is_offered": ExpressionWrapper(_OFFERED, output_field=BooleanField()),
+        "is_assignable": ExpressionWrapper(_ASSIGNABLE, output_field=BooleanField()),
+        "viewer_in_group": engagement_managers_group_of(viewer),
+    }
+    if with_digest:
+        flags["viewer_gets_digest"] = Exists(DigestSubscription.objects.filter(user=viewer.pk))
     rows = list(
         EngagementManager.objects.order_by("name", "pk")
-        .annotate(
-            is_offered=ExpressionWrapper(_OFFERED, output_field=BooleanField()),
-            is_assignable=ExpressionWrapper(_ASSIGNABLE, output_field=BooleanField()),
-            viewer_in_group=engagement_managers_group_of(viewer),
-        )
-        .values_list(*_PERSON_FIELDS, "is_offered", "is_assignable", "viewer_in_group")
+        .annotate(**flags)
+        .values_list(*_PERSON_FIELDS, *flags)
     )
+    fields = len(_PERSON_FIELDS)
     # Instances with the fields read (the rest deferred), so that services and templates take them as EMs.
-    ems = [EngagementManager.from_db(DEFAULT_DB_ALIAS, _PERSON_FIELDS, row[:-3]) for row in rows]
-    offered = frozenset(em.pk for em, row in zip(ems, rows, strict=True) if row[-3])
-    assignable = frozenset(em.pk for em, row in zip(ems, rows, strict=True) if row[-2])
+    ems = [EngagementManager.from_db(DEFAULT_DB_ALIAS, _PERSON_FIELDS, row[:fields]) for row in rows]
+    offered = frozenset(em.pk for em, row in zip(ems, rows, strict=True) if row[fields])
+    assignable = frozenset(em.pk for em, row in zip(ems, rows, strict=True) if row[fields + 1])
     if rows:  # with no EM at all, nothing was read about the user either
         own = next((em for em in ems if em.user_id == viewer.pk), None)
-        remember_roles(viewer, in_engagement_managers_group=rows[0][-1], engagement_manager=own)
-    return People(tuple(ems), offered, assignable)
+        remember_roles(viewer, in_engagement_managers_group=rows[0][fields + 2], engagement_manager=own)
+    gets_digest = None
+    if with_digest:
+        gets_digest = (
+            rows[0][fields + 3] if rows else DigestSubscription.objects.filter(user=viewer.pk).exists()
+        )
+    return People(tuple(ems), offered, assignable, gets_digest)
 
 
 def engagement_managers() -> QuerySet[EngagementManager]:

@@ -33,16 +33,18 @@ class Suggestion:
 def open_issue_counts(engagement_managers: Iterable[EngagementManager]) -> dict[int, int]:
     """EM id → open scoping issues assigned to them, for the EMs given.
 
-    Counted from the open issues (an index on state), not by joining every issue to every EM."""
+    Counted from the open issues (an index on state), not by joining every issue to every EM. Every EM's
+    count is read and the others dropped here: an IN list of the whole team is a query psycopg cannot cache
+    (over 50 parameters) and parses again on each request."""
     counts = dict.fromkeys((em.pk for em in engagement_managers), 0)
     open_per_em = (
         ScopingIssue.objects.open()
-        .filter(engagement_manager__in=list(counts))
+        .filter(engagement_manager__isnull=False)
         .order_by()
         .values_list("engagement_manager")
         .annotate(total=Count("pk"))
     )
-    counts.update(open_per_em)
+    counts.update((em_id, total) for em_id, total in open_per_em if em_id in counts)
     return counts
 
 
@@ -55,18 +57,20 @@ class _Coverage:
 
 
 def _coverage(territories: Iterable[Territory], assignable: dict[int, EngagementManager]) -> _Coverage:
-    """Only assignable EMs: no other can be suggested, nor is counted among the candidates."""
+    """Only assignable EMs: no other can be suggested, nor is counted among the candidates. They are kept
+    here, not by an IN list of the team (see open_issue_counts)."""
     territories = list(territories)
     found = _Coverage()
     assignments = TerritoryAssignment.objects.filter(
         Q(territory_id__in=[t.pk for t in territories])
-        | Q(territory__segment__in={t.segment for t in territories}),
-        engagement_manager__in=list(assignable),
+        | Q(territory__segment__in={t.segment for t in territories})
     ).order_by("territory__name", "role", "pk")
     for territory_id, segment, role, em_id in assignments.values_list(
         "territory_id", "territory__segment", "role", "engagement_manager_id"
     ):
-        em = assignable[em_id]
+        em = assignable.get(em_id)
+        if em is None:
+            continue
         found.by_territory.setdefault(territory_id, {}).setdefault(role, []).append(em)
         found.by_segment.setdefault(segment, {})[em.pk] = em
     return found

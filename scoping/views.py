@@ -199,11 +199,20 @@ def _issue(iid: int) -> ScopingIssue:
 def _issue_context(request, issue: ScopingIssue, **forms) -> dict:
     opportunity = opportunity_with_write(issue)
     fields_form = forms.get("fields_form") or IssueFieldsForm(initial=_issue_initial(issue))
-    # The EMs PS Plan can assign, as the form's own queryset would list them, read with the signed-in user.
+    # The EM <select>s list the EMs as the forms' own querysets would, from the EMs read with the signed-in
+    # user: a query of their own each cost more than the rest of the page.
+    everyone = people(request.user)
     fields_form.fields["engagement_manager"].choices = [
         ("", fields_form.fields["engagement_manager"].empty_label),
-        *((em.gitlab_username, em.name) for em in people(request.user).assignable),
+        *((em.gitlab_username, em.name) for em in everyone.assignable),
     ]
+    ps_form = None
+    if opportunity:
+        ps_form = PSFieldsForm(initial=PSFieldsForm.initial_for(opportunity))
+        ps_form.fields["engagement_manager"].choices = [
+            ("", ps_form.fields["engagement_manager"].empty_label),
+            *((em.pk, em.name) for em in everyone.in_salesforce(keeping=opportunity.engagement_manager_id)),
+        ]
     return {
         "issue": issue,
         "timeline": issue_timeline(issue),
@@ -212,7 +221,7 @@ def _issue_context(request, issue: ScopingIssue, **forms) -> dict:
         "keep_open_form": forms.get("keep_open_form")
         or KeepOpenForm(initial={"keep_open_until": issue.keep_open_until}),
         "opportunity": opportunity,
-        "ps_form": PSFieldsForm(initial=PSFieldsForm.initial_for(opportunity)) if opportunity else None,
+        "ps_form": ps_form,
     }
 
 
@@ -479,7 +488,7 @@ def undo_triage(request, iid: int):
 
 def my_work_page(request):
     """An EM's landing page: what needs them today. Others pick whose work to see."""
-    everyone = people(request.user)
+    everyone = people(request.user, with_digest=True)
     username = request.GET.get("engagement_manager")
     if username:
         engagement_manager = _engagement_manager_named(everyone, username)
@@ -492,9 +501,7 @@ def my_work_page(request):
         "work": my_work(engagement_manager, engagement_manager.user, as_of=now)
         if engagement_manager
         else None,
-        "digest_form": DigestForm(
-            initial={"weekly": DigestSubscription.objects.filter(user=request.user).exists()}
-        ),
+        "digest_form": DigestForm(initial={"weekly": everyone.viewer_gets_digest}),
         "own_page": engagement_manager is not None and engagement_manager.user_id == request.user.pk,
         "overdue_before": now - FIRST_TOUCH,
     }
