@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import time_machine
@@ -92,6 +92,9 @@ def test_quarters_step_across_fiscal_years_and_sort_chronologically():
         (date(2024, 3, 31), -1, date(2024, 2, 29)),
         (date(2024, 1, 15), -2, date(2023, 11, 15)),
         (datetime(2024, 8, 31, 9, 30), 2, datetime(2024, 10, 31, 9, 30)),
+        (date(2024, 12, 15), 1, date(2025, 1, 15)),
+        (date(2024, 12, 15), 13, date(2026, 1, 15)),
+        (date(2024, 1, 31), -13, date(2022, 12, 31)),
     ],
 )
 def test_calendar_month_arithmetic_clamps_to_month_end(start, months, expected):
@@ -136,6 +139,68 @@ def test_current_quarter_follows_todays_date_and_the_start_month(
     with time_machine.travel(datetime(today.year, today.month, today.day, 12, tzinfo=UTC), tick=False):
         quarter = FiscalQuarter.current()
     assert (quarter.code, quarter.first_day(), quarter.last_day()) == (code, first, last)
+
+
+@pytest.mark.parametrize(
+    ("code", "previous"),
+    [("Q125", "Q424"), ("Q225", "Q125"), ("Q325", "Q225"), ("Q425", "Q325"), ("Q100", "Q499")],
+)
+def test_the_previous_quarter_steps_back_one_and_across_the_fiscal_year(code, previous):
+    quarter = FiscalQuarter.parse(code)
+    assert quarter.previous().code == previous
+    assert quarter.previous().next() == quarter
+
+
+@pytest.mark.parametrize(
+    ("start_month", "code", "first", "last"),
+    [
+        (1, "Q124", date(2024, 1, 1), date(2024, 3, 31)),
+        (1, "Q424", date(2024, 10, 1), date(2024, 12, 31)),
+        (7, "Q125", date(2024, 7, 1), date(2024, 9, 30)),
+        (7, "Q225", date(2024, 10, 1), date(2024, 12, 31)),
+        (7, "Q325", date(2025, 1, 1), date(2025, 3, 31)),
+        (7, "Q425", date(2025, 4, 1), date(2025, 6, 30)),
+        (10, "Q125", date(2024, 10, 1), date(2024, 12, 31)),
+        (10, "Q225", date(2025, 1, 1), date(2025, 3, 31)),
+        (10, "Q425", date(2025, 7, 1), date(2025, 9, 30)),
+        (12, "Q125", date(2024, 12, 1), date(2025, 2, 28)),
+        (12, "Q424", date(2024, 9, 1), date(2024, 11, 30)),
+    ],
+)
+def test_quarter_date_ranges_for_fiscal_years_starting_in_other_months(
+    settings, start_month, code, first, last
+):
+    settings.PSPLAN_FISCAL_YEAR_START_MONTH = 2
+    quarter = FiscalQuarter.parse(code)
+    assert (quarter.first_day(start_month=start_month), quarter.last_day(start_month=start_month)) == (
+        first,
+        last,
+    )
+    assert (
+        FiscalQuarter.of(first, start_month=start_month)
+        == quarter
+        == FiscalQuarter.of(last, start_month=start_month)
+    )
+    # The days either side of the range belong to the neighbouring quarters, not to this one.
+    assert FiscalQuarter.of(first - timedelta(days=1), start_month=start_month) == quarter.previous()
+    assert FiscalQuarter.of(last + timedelta(days=1), start_month=start_month) == quarter.next()
+
+
+def test_a_quarter_of_a_july_fiscal_year_starts_and_ends_at_local_midnight(settings):
+    settings.PSPLAN_FISCAL_YEAR_START_MONTH = 2
+    settings.TIME_ZONE = "America/New_York"
+    quarter = FiscalQuarter.parse("Q125")
+    starts, ends = quarter.starts_at(start_month=7), quarter.ends_at(start_month=7)
+    assert (starts.isoformat(), ends.isoformat()) == (
+        "2024-07-01T00:00:00-04:00",
+        "2024-10-01T00:00:00-04:00",
+    )
+
+
+def test_the_current_quarter_follows_a_start_month_given_instead_of_the_setting(settings):
+    settings.PSPLAN_FISCAL_YEAR_START_MONTH = 2
+    with time_machine.travel(datetime(2026, 7, 1, 12, tzinfo=UTC), tick=False):
+        assert (FiscalQuarter.current(start_month=7).code, FiscalQuarter.current().code) == ("Q127", "Q227")
 
 
 def test_a_quarter_starts_and_ends_at_local_midnight(settings):

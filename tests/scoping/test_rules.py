@@ -176,7 +176,7 @@ def test_a_run_is_recorded_with_its_counts(settings):
 
 
 def test_a_dry_run_lists_the_changes_and_writes_nothing_at_all():
-    issue = decided_issue(won=True, close_date=date(2024, 1, 31))
+    issue = decided_issue(won=True, close_date=date(2024, 1, 31), labels=[SC, "proposal::SOW_WIP", "Open"])
 
     result = apply_rules(dry_run=True)
 
@@ -188,12 +188,22 @@ def test_a_dry_run_lists_the_changes_and_writes_nothing_at_all():
         "Q424",
     )
     assert set(change.add_labels) == {"proposal::Closed_Won", "close_qtr::Q424"}
+    assert set(change.remove_labels) == {"proposal::SOW_WIP", "Open"}
     assert result.run is None
     assert (
         not GitLabWrite.objects.exists() and not RuleAction.objects.exists() and not SyncRun.objects.exists()
     )
     issue.refresh_from_db()
     assert issue.state == IssueState.OPENED
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_run_says_which_moment_it_judged_and_whether_it_was_a_dry_run(dry_run):
+    moment = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
+
+    result = apply_rules(as_of=moment, dry_run=dry_run)
+
+    assert (result.as_of, result.dry_run) == (moment, dry_run)
 
 
 def test_one_run_changes_no_more_issues_than_the_cap_and_says_so(settings):

@@ -6,6 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from scoping.choices import IssueState, Stage
 from scoping.models import GitLabWrite, RuleAction, ScopingIssue
@@ -255,3 +257,60 @@ def test_an_issue_with_activity_while_the_rules_run_is_left_open():
 
     assert result.changes == [] and result.run.counts["stale"] == 0
     assert not GitLabWrite.objects.exists() and not RuleAction.objects.exists()
+
+
+def test_after_an_hour_only_the_refused_firing_is_planned_again_not_one_an_em_undid(frozen_clock):
+    refused = quiet_issue(datetime(2024, 4, 10, tzinfo=UTC))
+    won = OpportunityFactory(
+        stage_name="Closed Won", is_closed=True, is_won=True, close_date=date(2024, 6, 1)
+    )
+    undone = quiet_issue(datetime(2024, 6, 1, tzinfo=UTC), opportunity=won)
+    apply_rules()
+    refused_by_gitlab(refused)
+    GitLabWrite.objects.filter(issue=undone).update(status="delivered")
+    # The EM disagrees with the delivered close: reopens the issue and moves it back (the sync mirrors it).
+    ScopingIssue.objects.filter(pk=undone.pk).update(
+        state=IssueState.OPENED, labels=[SC, "proposal::SOW_WIP"], stage=Stage.SOW_WIP
+    )
+
+    frozen_clock.shift(timedelta(minutes=61))
+    preview = apply_rules(dry_run=True)
+
+    assert [(change.iid, change.rule) for change in preview.changes] == [(refused.iid, "stale")]
+    assert preview.already_done == []
+
+
+def test_issues_quiet_since_the_same_moment_are_closed_and_flagged_in_issue_number_order():
+    went_quiet, nearly_stale = datetime(2024, 4, 10, tzinfo=UTC), datetime(2024, 4, 25, tzinfo=UTC)
+    for iid in (902, 901):
+        quiet_issue(went_quiet, iid=iid)
+    for iid in (802, 801):
+        quiet_issue(nearly_stale, iid=iid)
+
+    preview = apply_rules(dry_run=True, limit=1)
+
+    assert ([change.iid for change in preview.changes], [change.iid for change in preview.held_back]) == (
+        [901],
+        [902],
+    )
+    assert [flag.iid for flag in preview.going_stale] == [801, 802]
+
+
+def test_a_preview_reads_as_many_queries_for_many_issues_as_for_one():
+    def queries_for_a_preview() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            apply_rules(dry_run=True)
+        return len(queries)
+
+    def add_issues() -> None:
+        decided = OpportunityFactory(stage_name="Closed Lost", is_closed=True, is_won=False)
+        quiet_issue(datetime(2024, 5, 1, tzinfo=UTC), opportunity=decided)
+        quiet_issue(datetime(2024, 4, 25, tzinfo=UTC), engagement_manager=EngagementManagerFactory())
+
+    add_issues()
+    one_each = queries_for_a_preview()
+    for _ in range(3):
+        add_issues()
+
+    assert queries_for_a_preview() == one_each
+    assert len(apply_rules(dry_run=True).going_stale) == 4
