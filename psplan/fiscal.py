@@ -95,6 +95,15 @@ def quarter_code(day: date | None) -> str:
     return FiscalQuarter.of(day).code if day else ""
 
 
+def is_quarter_code(code: str) -> bool:
+    """Whether `code` reads as a fiscal quarter (`Q323`)."""
+    try:
+        FiscalQuarter.parse(code)
+    except ValueError:
+        return False
+    return True
+
+
 def quarter_sort_key(code: str) -> tuple[int, int]:
     """Chronological order for quarter codes; unparseable codes sort last."""
     try:

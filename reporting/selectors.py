@@ -13,7 +13,7 @@ from django.db.models.functions import Coalesce, NullIf
 from opportunities.choices import EMConfidence, Segment
 from opportunities.models import Opportunity
 from opportunities.selectors import ps_amount
-from psplan.fiscal import FiscalQuarter, quarter_sort_key
+from psplan.fiscal import FiscalQuarter, is_quarter_code, quarter_sort_key
 from scoping.choices import Stage
 from scoping.models import ScopingIssue
 
@@ -62,7 +62,7 @@ def _group(key: str, won: int, lost: int) -> dict[str, Any]:
 
 def _quarters(counts: dict[str, Any], *, also: str) -> list[str]:
     """Every quarter from the first to the last seen, so a quarter with no decisions shows as null."""
-    seen = sorted(FiscalQuarter.parse(key) for key in counts if quarter_sort_key(key)[0] != 9999)
+    seen = sorted(FiscalQuarter.parse(key) for key in counts if is_quarter_code(key))
     if also:
         seen = sorted({*seen, FiscalQuarter.parse(also)})
     series = []
@@ -71,7 +71,7 @@ def _quarters(counts: dict[str, Any], *, also: str) -> list[str]:
         series.append(quarter.code)
         quarter = quarter.next()
     # Outcomes without a readable close_qtr are a data-quality problem, shown last rather than dropped.
-    return series + sorted((key for key in counts if quarter_sort_key(key)[0] == 9999), key=str)
+    return series + sorted((key for key in counts if not is_quarter_code(key)), key=str)
 
 
 # --- Win rate over the review window: overall, quarter by EM, quarter by segment --------------------

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import time_machine
 
-from psplan.fiscal import FiscalQuarter, add_months, quarter_sort_key
+from psplan.fiscal import FiscalQuarter, add_months, is_quarter_code, quarter_sort_key
 
 
 @pytest.mark.parametrize(
@@ -211,3 +211,11 @@ def test_a_quarter_starts_and_ends_at_local_midnight(settings):
         "2026-11-01T00:00:00-04:00",
         "2027-02-01T00:00:00-05:00",
     )
+
+
+@pytest.mark.parametrize(
+    ("code", "readable"),
+    [("Q325", True), ("Q100", True), ("Q525", False), ("Q025", False), ("FY25Q3", False), ("", False)],
+)
+def test_only_codes_that_read_as_a_quarter_are_quarters(code, readable):
+    assert is_quarter_code(code) is readable
