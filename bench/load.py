@@ -123,7 +123,7 @@ def _fixed(path: str) -> Callable[[Person, Random], str]:
     return lambda p, r: path
 
 
-# Weights: an EM's day is My work, issue pages, their board and the lists; leaders add reports.
+# Weights: most clicks are My work, issue pages, boards and lists; reports and the API come less often.
 # The all-EMs board comes first so that its log lines are not taken for the one-EM board.
 ENDPOINTS = [
     Endpoint("board, all EMs", 4, r"/boards/\?.*engagement_manager=all", _fixed("/boards/?engagement_manager=all"), heavy=True),
