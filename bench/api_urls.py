@@ -8,15 +8,17 @@ from django.http import Http404, JsonResponse
 from django.urls import path
 from django.utils import timezone
 
-from opportunities.selectors import opportunities, opportunity_rows
+from opportunities.selectors import opportunities
+from opportunities.tables import OPPORTUNITIES
 from psplan.urls import urlpatterns as app_urlpatterns
 from scoping import selectors
+from scoping.tables import ENGAGEMENT_MANAGERS, SCOPING_ISSUES
 
 PAGE = 50
 ROWS = {
-    "scoping_issues": lambda: selectors.issue_rows(selectors.issues(), as_of=timezone.now()),
-    "opportunities": lambda: opportunity_rows(opportunities()),
-    "engagement_managers": lambda: selectors.engagement_manager_rows(selectors.engagement_managers()),
+    "scoping_issues": lambda: SCOPING_ISSUES.rows(selectors.issues(), as_of=timezone.now()),
+    "opportunities": lambda: OPPORTUNITIES.rows(opportunities()),
+    "engagement_managers": lambda: ENGAGEMENT_MANAGERS.rows(selectors.engagement_managers()),
 }
 
 

@@ -56,7 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.load_data import LEADERS, SIGNED_IN_EMS  # noqa: E402
-from bench.pages import throwaway_postgresql  # noqa: E402
+from bench.throwaway_postgres import throwaway_postgres  # noqa: E402
 
 PEOPLE = SIGNED_IN_EMS + LEADERS  # everyone bench/load_data.py lets sign in
 WORKERS = 2  # as production's gunicorn
@@ -585,7 +585,7 @@ def main() -> None:
     if not 1 <= args.users <= PEOPLE:
         parser.error(f"--users must be between 1 and {PEOPLE}: bench/load_data.py makes {PEOPLE} people")
     with contextlib.ExitStack() as stack:
-        database_url = stack.enter_context(throwaway_postgresql())
+        database_url = stack.enter_context(throwaway_postgres())
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="psplan-bench-load-")))
         env = _environment(database_url, folder)
         plan = fill(env)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
 
 from opportunities.models import (
     Account,
@@ -17,20 +17,8 @@ from opportunities.models import (
     TerritoryAssignment,
 )
 from opportunities.services import PS_FIELDS, update_ps_fields
+from psplan.admin import ReadOnlyAdmin
 from psplan.audit import ChangeSource
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records PS Plan keeps for itself: looked at in admin, never edited there."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class TerritoryAssignmentInline(admin.TabularInline):
@@ -60,6 +48,8 @@ class OpportunityAdmin(admin.ModelAdmin):
     list_filter = ["em_confidence", "is_closed", "is_won", "close_quarter"]
     search_fields = ["name", "salesforce_id", "account__name"]
     list_select_related = ["account", "engagement_manager"]
+    # A link typed without a scheme is a GitLab issue, which is served over HTTPS.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fields = [
         "salesforce_id",
         "name",

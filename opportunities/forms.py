@@ -13,6 +13,8 @@ from psplan.widgets import PlainSelect
 class EngagementManagerField(forms.ModelChoiceField):
     """Salesforce's Engagement Manager lookup: people by name, only those with a Salesforce user."""
 
+    label_field = "name"  # PlainSelect reads the options' labels from this column alone
+
     def label_from_instance(self, obj: EngagementManager) -> str:
         return obj.name
 

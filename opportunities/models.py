@@ -131,6 +131,12 @@ class Account(models.Model):
         return self.name
 
 
+def salesforce_url_prefix() -> str:
+    """An opportunity's page in Salesforce, up to its id (rows of a `values()` query need no instances)."""
+    base = settings.SALESFORCE_INSTANCE_URL or "https://login.salesforce.com"
+    return f"{base}/lightning/r/Opportunity/"
+
+
 class OpportunityQuerySet(models.QuerySet):
     def open(self) -> OpportunityQuerySet:
         return self.filter(is_closed=False)
@@ -196,8 +202,7 @@ class Opportunity(models.Model):
 
     @property
     def salesforce_url(self) -> str:
-        base = settings.SALESFORCE_INSTANCE_URL or "https://login.salesforce.com"
-        return f"{base}/lightning/r/Opportunity/{self.salesforce_id}/view"
+        return f"{salesforce_url_prefix()}{self.salesforce_id}/view"
 
 
 class OpportunityChange(ChangeRecord):

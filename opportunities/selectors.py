@@ -2,29 +2,11 @@
 
 from __future__ import annotations
 
-from django.db.models import DecimalField, F, QuerySet
+from django.db.models import DecimalField, QuerySet
 from django.db.models.functions import Coalesce
 
 from opportunities.models import Opportunity, SalesforceWrite
 from psplan import queue
-
-OPPORTUNITY_COLUMNS = (
-    "salesforce_id",
-    "name",
-    "stage_name",
-    "forecast_category",
-    "is_closed",
-    "is_won",
-    "close_date",
-    "close_quarter",
-    "amount",
-    "proserv_amount",
-    "ps_value",
-    "em_confidence",
-    "em_confidence_rationale",
-    "scoping_issue_link",
-    "system_modstamp",
-)
 
 
 def ps_amount() -> Coalesce:
@@ -37,20 +19,6 @@ def ps_amount() -> Coalesce:
 def opportunities() -> QuerySet[Opportunity]:
     """Stable order for paging: the Salesforce id is unique."""
     return Opportunity.objects.order_by("salesforce_id")
-
-
-def opportunity_rows(queryset: QuerySet[Opportunity]) -> QuerySet:
-    """Plain rows for the API in one query: account, EM as GitLab username, PS amount computed in SQL,
-    the state of the newest write-back."""
-    return queryset.values(
-        *OPPORTUNITY_COLUMNS,
-        account_name=F("account__name"),
-        sales_territory=F("account__sales_territory"),
-        em_username=F("engagement_manager__gitlab_username"),
-        em_name=F("engagement_manager__name"),
-        ps_amount=ps_amount(),
-        **queue.latest_write_state(SalesforceWrite),
-    )
 
 
 def with_latest_write(queryset: QuerySet[Opportunity]) -> QuerySet[Opportunity]:

@@ -5,6 +5,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.http import HttpResponse, HttpResponseBadRequest, QueryDict
 from django.shortcuts import get_object_or_404, render
 
 from opportunities.filters import OpportunityFilter
@@ -12,6 +13,7 @@ from opportunities.forms import PSFieldsForm
 from opportunities.models import EngagementManager, Opportunity
 from opportunities.selectors import with_latest_write
 from opportunities.services import update_ps_fields
+from opportunities.tables import OPPORTUNITIES
 from psplan.permissions import editors_only
 
 OPPORTUNITIES_PER_PAGE = 50
@@ -27,6 +29,8 @@ def opportunity_list(request):
     """Opportunities with their PS section; open ones by default, since those are the ones EMs update."""
     query = request.GET.copy()
     query.setdefault("is_closed", "false")
+    if "csv" in request.GET:
+        return _csv_download(query)
     filterset = OpportunityFilter(query, queryset=_opportunities())
     rows = filterset.qs if filterset.is_valid() else Opportunity.objects.none()
     context = {
@@ -38,6 +42,16 @@ def opportunity_list(request):
         .order_by("name"),
     }
     return render(request, "opportunities/opportunity_list.html", context)
+
+
+def _csv_download(query: QueryDict) -> HttpResponse:
+    """The table with the page's filters, every row and column of the API's list, as CSV."""
+    filterset = OpportunityFilter(query, queryset=Opportunity.objects.order_by("close_date", "name"))
+    if not filterset.is_valid():
+        return HttpResponseBadRequest(
+            f"Cannot export: {filterset.errors.as_text()}", content_type="text/plain"
+        )
+    return OPPORTUNITIES.csv_download(filterset.qs, filename="opportunities")
 
 
 def opportunity_row(request, salesforce_id: str):

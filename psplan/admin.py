@@ -11,6 +11,19 @@ from psplan.models import ApiToken
 admin.site.unregister(AuthToken)
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records PS Plan keeps for itself (queues, history, runs): looked at in admin, never edited there."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
     """Read-only rows; deleting one (or several, with the list's action) revokes them at once."""

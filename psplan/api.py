@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from django.db.models import F, Func, IntegerField, QuerySet, Subquery
@@ -177,14 +177,6 @@ class StrictDateField(serializers.DateField):
         return super().to_internal_value(value)
 
 
-def iso(value: date | datetime | None) -> str | None:
-    """ISO 8601 as DRF writes it (UTC as `Z`), here rather than in the JSON encoder's per-value fallback."""
-    if value is None:
-        return None
-    text = value.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
 def field_errors(field: str, exc: Exception) -> ValidationError:
     """A service's refusal as a 400 that names the field the caller sent."""
     messages = getattr(exc, "messages", None) or [str(exc)]
@@ -208,7 +200,7 @@ _ERRORS = {
     "401": ("Not signed in: send `Authorization: Token <key>` or a session cookie", "ErrorDetail"),
     "403": ("Signed in, but only engagement managers and admins may change data", "ErrorDetail"),
     "404": ("No such record (or no such page)", "ErrorDetail"),
-    "406": ("The API only answers JSON", "ErrorDetail"),
+    "406": ("The API answers JSON, and CSV where it lists rows or reports", "ErrorDetail"),
     "415": ("Send the body as application/json", "ErrorDetail"),
     "429": (
         "Too many requests for this user, or wrong tokens from this address; see Retry-After",
@@ -273,12 +265,22 @@ class PSPlanAutoSchema(AutoSchema):
 
 
 class JSONNegotiation(DefaultContentNegotiation):
-    """The API renders JSON only: answer the Accept headers clients send without ranking media types."""
+    """JSON first: answer the Accept headers clients usually send without ranking media types."""
 
     def select_renderer(self, request, renderers, format_suffix=None):
-        if request.META.get("HTTP_ACCEPT", "*/*") in ("*/*", "application/json", ""):
+        # `?format=csv` outranks the Accept header, as in DRF's own negotiation.
+        asked_format = format_suffix or request.query_params.get(self.settings.URL_FORMAT_OVERRIDE)
+        if not asked_format and request.META.get("HTTP_ACCEPT", "*/*") in ("*/*", "application/json", ""):
             return renderers[0], renderers[0].media_type
         return super().select_renderer(request, renderers, format_suffix)
+
+    def filter_renderers(self, renderers, format):
+        """An unknown `?format=` is bad input (400 naming it), not a missing page as DRF answers."""
+        chosen = [renderer for renderer in renderers if renderer.format == format]
+        if not chosen:
+            offered = ", ".join(renderer.format for renderer in renderers)
+            raise ValidationError({self.settings.URL_FORMAT_OVERRIDE: [f"Use one of: {offered}."]})
+        return chosen
 
 
 class APIDefaults:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import TypeVar
 
 from django.conf import settings
+from django.utils import timezone
 
 _CODE = re.compile(r"^Q([1-4])(\d{2})$")
 
@@ -65,6 +66,28 @@ class FiscalQuarter:
         if self.quarter == 1:
             return FiscalQuarter(year=self.year - 1, quarter=4)
         return FiscalQuarter(year=self.year, quarter=self.quarter - 1)
+
+    def shifted(self, quarters: int) -> FiscalQuarter:
+        """The quarter `quarters` later (earlier when negative): Q425 shifted by 1 is Q126."""
+        index = self.year * 4 + self.quarter - 1 + quarters
+        return FiscalQuarter(year=index // 4, quarter=index % 4 + 1)
+
+    def ending_series(self, count: int) -> list[FiscalQuarter]:
+        """`count` consecutive quarters, oldest first, ending with this one."""
+        return [self.shifted(offset) for offset in range(1 - count, 1)]
+
+    def starts_at(self, *, start_month: int | None = None) -> datetime:
+        """Midnight of the first day, in the site's time zone: where history "at the start" is read."""
+        return timezone.make_aware(datetime.combine(self.first_day(start_month=start_month), time.min))
+
+    def ends_at(self, *, start_month: int | None = None) -> datetime:
+        """Midnight after the last day: the exclusive end of the quarter."""
+        return self.next().starts_at(start_month=start_month)
+
+    @classmethod
+    def current(cls, *, start_month: int | None = None) -> FiscalQuarter:
+        """The fiscal quarter of today, in the site's time zone."""
+        return cls.of(timezone.localdate(), start_month=start_month)
 
 
 def quarter_code(day: date | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+from django.db.models import Exists, OuterRef
 from django.http import HttpResponseForbidden
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
@@ -15,9 +16,38 @@ def can_edit(user: AbstractBaseUser | AnonymousUser) -> bool:
     """Engagement managers and staff may change PS data; everyone else signed in only reads."""
     if not user.is_authenticated:
         return False
-    if user.is_staff or user.is_superuser:
-        return True
-    return user.groups.filter(name=ENGAGEMENT_MANAGERS_GROUP).exists()
+    return user.is_staff or user.is_superuser or _in_engagement_managers_group(user)
+
+
+def engagement_manager_of(user: AbstractBaseUser | AnonymousUser):
+    """The signed-in user's EngagementManager record, or None; read with their role (see below)."""
+    if not user.is_authenticated:
+        return None
+    _in_engagement_managers_group(user)
+    return getattr(user, "engagement_manager", None)
+
+
+# A page asks for the user's role (menus, buttons, guards) and their EM record (navigation, their board
+# and work) several times: both come from one query, kept on the user object, which lives one request.
+_ROLE_ATTRIBUTE = "_psplan_in_engagement_managers_group"
+
+
+def _in_engagement_managers_group(user: AbstractBaseUser) -> bool:
+    known = getattr(user, _ROLE_ATTRIBUTE, None)
+    if known is not None:
+        return known
+    in_group = Group.objects.filter(user=OuterRef("pk"), name=ENGAGEMENT_MANAGERS_GROUP)
+    model = user._meta.model
+    loaded = (
+        model._default_manager.select_related("engagement_manager")
+        .annotate(in_group=Exists(in_group))
+        .get(pk=user.pk)
+    )
+    # Cached where the reverse one-to-one keeps it, so `user.engagement_manager` reads no more.
+    engagement_manager = model._meta.get_field("engagement_manager")
+    engagement_manager.set_cached_value(user, engagement_manager.get_cached_value(loaded))
+    setattr(user, _ROLE_ATTRIBUTE, loaded.in_group)
+    return loaded.in_group
 
 
 def is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
@@ -71,6 +101,7 @@ def set_roles(*, user: AbstractBaseUser, engagement_manager: bool, admin: bool) 
         user.groups.add(group)
     else:
         user.groups.remove(group)
+    setattr(user, _ROLE_ATTRIBUTE, engagement_manager)
     # PS Plan's admins are Django superusers: the admin site is where EMs, territories and tokens are managed.
     if (user.is_staff, user.is_superuser) != (admin, admin):
         user.is_staff = user.is_superuser = admin

@@ -72,13 +72,6 @@ class QueuedWrite(models.Model):
         abstract = True
         ordering = ["created_at", "id"]
 
-    @property
-    def since(self):
-        """When the row reached its status: pending since it was made."""
-        return {WriteStatus.DELIVERED: self.delivered_at, WriteStatus.FAILED: self.failed_at}.get(
-            self.status, self.created_at
-        )
-
 
 W = TypeVar("W", bound=QueuedWrite)
 
@@ -144,11 +137,6 @@ def retry_later(writes: Sequence[QueuedWrite], *, error: str, delay: timedelta) 
     _update(writes, next_attempt_at=timezone.now() + delay, last_error=error, lease_token="")
 
 
-def release(writes: Sequence[QueuedWrite]) -> None:
-    """Hand rows back untouched (a run out of time): due again now, the attempt not counted."""
-    _update(writes, next_attempt_at=timezone.now(), attempts=F("attempts") - 1, lease_token="")
-
-
 def latest_write_state(model: type[QueuedWrite]) -> dict[str, Subquery]:
     """Annotations with the state of each record's newest write: `write_status`, `write_error`, `write_since`.
 
@@ -212,13 +200,17 @@ def drain(
             if deliver(writes) or budget > 0:
                 continue
             return
-        next_due = model.objects.filter(status=WriteStatus.PENDING).aggregate(at=Min("next_attempt_at"))["at"]
+        # Only a write whose time is still to come can change that: a pending one already past its time
+        # waits behind an earlier write of its record, and looking again before then would spin.
+        now = timezone.now()
+        waiting = model.objects.filter(status=WriteStatus.PENDING, next_attempt_at__gt=now)
+        next_due = waiting.aggregate(at=Min("next_attempt_at"))["at"]
         if next_due is None:
             return
-        wait = (next_due - timezone.now()).total_seconds()
+        wait = (next_due - now).total_seconds()
         if time.monotonic() + wait > deadline:
             return
-        time.sleep(max(0.0, wait))
+        time.sleep(wait)
 
 
 _deferral = threading.local()

@@ -172,6 +172,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers queue up instead of failing: a transaction that began reading cannot take the write lock
     # while another thread (the heartbeat, a worker) writes, so each one takes it when it begins.
     DATABASES["default"].setdefault("OPTIONS", {}).update(timeout=20, transaction_mode="IMMEDIATE")
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # PostgreSQL's JIT compiler spent half a second compiling report queries that then ran in a tenth of
+    # that (bench/reports.py): a web app's queries are too short to pay it back. `?options=` in
+    # DATABASE_URL still wins.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("options", "-c jit=off")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -515,6 +520,12 @@ PSPLAN_FISCAL_YEAR_START_MONTH = _env_int("PSPLAN_FISCAL_YEAR_START_MONTH", 2, l
 PSPLAN_STALE_AFTER_MONTHS = _env_int("PSPLAN_STALE_AFTER_MONTHS", 2, low=1, high=36)
 PSPLAN_STALE_WARNING_DAYS = _env_int("PSPLAN_STALE_WARNING_DAYS", 14, low=0, high=365)
 PSPLAN_MAX_AUTO_CLOSES_PER_RUN = _env_int("PSPLAN_MAX_AUTO_CLOSES_PER_RUN", 200, low=0, high=100_000)
+# The mirror reads no CurrencyIsoCode (single-currency orgs have none), so reports name it from here.
+PSPLAN_CURRENCY = env.str("PSPLAN_CURRENCY", default="USD").strip().upper()
+if not re.fullmatch(r"[A-Z]{3}", PSPLAN_CURRENCY):
+    raise ImproperlyConfigured(
+        f"PSPLAN_CURRENCY must be an ISO 4217 code such as USD, not {PSPLAN_CURRENCY!r}"
+    )
 
 GITLAB_ENABLED = bool(GITLAB_TOKEN)
 SALESFORCE_ENABLED = bool(SALESFORCE_INSTANCE_URL and (SALESFORCE_ACCESS_TOKEN or SALESFORCE_USERNAME))

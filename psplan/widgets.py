@@ -47,8 +47,13 @@ class PlainSelect(forms.Select):
 
 
 def _model_choices(field: forms.ModelChoiceField):
-    """A model field's choices from one plain query (its iterator would open a server-side cursor)."""
+    """A model field's choices from one plain query (its iterator would open a server-side cursor). A field
+    whose label is one column (`label_field`) is read with values_list(): no model instance per option."""
     if field.empty_label is not None:
         yield ("", field.empty_label)
+    label_field = getattr(field, "label_field", None)
+    if label_field is not None:
+        yield from field.queryset.values_list(field.to_field_name or "pk", label_field)
+        return
     for obj in field.queryset:
         yield (field.prepare_value(obj), field.label_from_instance(obj))

@@ -9,6 +9,7 @@ from django.db import transaction
 
 from opportunities.choices import Segment
 from opportunities.models import EngagementManager
+from psplan.admin import ReadOnlyAdmin
 from psplan.audit import ChangeSource
 from scoping import services
 from scoping.choices import EMStatus, Stage
@@ -22,19 +23,6 @@ from scoping.models import (
     ScopingIssue,
     WebhookDelivery,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records PS Plan keeps for itself: looked at in admin, never edited there."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class ScopingIssueEditForm(forms.ModelForm):

@@ -7,28 +7,23 @@ from opportunities.choices import Segment
 from opportunities.models import EngagementManager
 from psplan.widgets import PlainSelect
 from scoping.choices import EMStatus, Stage
+from scoping.selectors import assignable_engagement_managers
 
 NONE_CHOICE = [("", "—")]
-
-
-def _assignable_engagement_managers():
-    """Only EMs PS Plan can assign in GitLab: active and linked to a GitLab user."""
-    return EngagementManager.objects.active().exclude(gitlab_username="").filter(gitlab_user_id__isnull=False)
 
 
 class EngagementManagerChoiceField(forms.ModelChoiceField):
     """EMs by name; the value is the GitLab username that the filters and the API use too."""
 
     widget = PlainSelect
+    label_field = "name"  # PlainSelect reads the options' labels from this column alone
 
     def __init__(self, **kwargs):
         kwargs.setdefault("label", "Engagement manager")
         kwargs.setdefault(
             "error_messages", {"invalid_choice": "Choose an engagement manager who is linked to GitLab."}
         )
-        super().__init__(
-            queryset=_assignable_engagement_managers(), to_field_name="gitlab_username", **kwargs
-        )
+        super().__init__(queryset=assignable_engagement_managers(), to_field_name="gitlab_username", **kwargs)
 
     def label_from_instance(self, obj: EngagementManager) -> str:
         return obj.name

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import F
 from django.utils import timezone
 
 from opportunities.choices import Segment
 from opportunities.models import OpportunityChange
 from psplan.audit import ChangeSource
 from scoping.choices import EMStatus, IssueState, Stage
-from scoping.models import IssueChange, ScopingIssue
+from scoping.models import IssueChange, RuleAction, ScopingIssue
 
 TIMELINE_LIMIT = 200
 FIELD_NAMES = {
@@ -41,6 +42,8 @@ class TimelineEntry:
     stage: str = ""
     note: str = ""
     write_status: str = ""
+    write_error: str = ""
+    system: str = "GitLab"  # where the change's write goes
     source: str = ""
 
 
@@ -61,20 +64,12 @@ class IssueTimeline:
     stages: list[StageSpan]
 
 
-def person(user: AbstractBaseUser | None, *, default: str = "PS Plan") -> str:
-    """People by name: the EM's name, else the user's full name, else their sign-in."""
-    if user is None:
-        return default
-    engagement_manager = getattr(user, "engagement_manager", None)
-    return (engagement_manager.name if engagement_manager else "") or user.get_full_name() or user.username
-
-
 def issue_timeline(issue: ScopingIssue) -> IssueTimeline:
     """Every recorded change of an issue, newest first, and the stages it went through, oldest first."""
     changes = list(
         IssueChange.objects.filter(issue=issue)
-        .select_related("actor__engagement_manager", "write__rule_action")
-        .order_by("-changed_at", "-id")[:TIMELINE_LIMIT]
+        .order_by("-changed_at", "-id")
+        .values(*_CHANGE_COLUMNS, "note", "write__note", rule=F("write__rule_action__rule"))[:TIMELINE_LIMIT]
     )
     entries = [
         *(_change_entry(change) for change in changes),
@@ -85,50 +80,85 @@ def issue_timeline(issue: ScopingIssue) -> IssueTimeline:
     return IssueTimeline(entries=entries, stages=_stage_spans(issue, changes))
 
 
+# Read as values(): a busy issue has hundreds of changes, and model instances of each change, its actor,
+# their EM, its write and the rule behind it cost several times the query.
+_CHANGE_COLUMNS = (
+    "changed_at",
+    "field",
+    "old_value",
+    "new_value",
+    "source",
+    "actor_id",
+    "actor_name",
+    "actor__username",
+    "actor__first_name",
+    "actor__last_name",
+    "actor__engagement_manager__name",
+    "write_id",
+    "write__status",
+    "write__last_error",
+)
+_SOURCE_NAMES = dict(ChangeSource.choices)
+_RULE_NAMES = dict(RuleAction.Rule.choices)
+
+
 def shown(field: str, value: str) -> str:
     """A stored value as people read it: stage and status labels, a dash for nothing."""
     return _VALUE_NAMES.get(field, {}).get(value, value) or "—"
 
 
-def _change_entry(change: IssueChange) -> TimelineEntry:
-    write = change.write
-    rule = write.rule_action if write is not None else None
-    who = f"Closing rule: {rule.get_rule_display()}" if rule else person(change.actor, default=change.who)
-    name = FIELD_NAMES.get(change.field, change.field)
+def _actor(change: dict[str, Any]) -> str:
+    """`person()` of a change's actor, else who the other system named, else the system (ChangeRecord.who)."""
+    source = _SOURCE_NAMES.get(change["source"], change["source"])
+    if change["actor_id"] is None:
+        return change["actor_name"] or source
+    full_name = f"{change['actor__first_name']} {change['actor__last_name']}".strip()
+    return change["actor__engagement_manager__name"] or full_name or change["actor__username"]
+
+
+def _change_entry(change: dict[str, Any]) -> TimelineEntry:
+    rule = change["rule"]
+    field = change["field"]
+    has_write = change["write_id"] is not None
     return TimelineEntry(
-        when=change.changed_at,
-        who=who,
-        what=f"{name}: {shown(change.field, change.old_value)} → {shown(change.field, change.new_value)}",
-        stage=change.new_value if change.field == "stage" else "",
-        note=change.note or (write.note if write is not None else ""),
-        write_status=write.status if write is not None else "",
-        source=change.get_source_display(),
+        when=change["changed_at"],
+        who=f"Closing rule: {_RULE_NAMES.get(rule, rule)}" if rule else _actor(change),
+        what=f"{FIELD_NAMES.get(field, field)}: {shown(field, change['old_value'])} → "
+        f"{shown(field, change['new_value'])}",
+        stage=change["new_value"] if field == "stage" else "",
+        note=change["note"] or (change["write__note"] if has_write else ""),
+        write_status=change["write__status"] if has_write else "",
+        write_error=change["write__last_error"] if has_write else "",
+        source=_SOURCE_NAMES.get(change["source"], change["source"]),
     )
 
 
 def _opportunity_entries(issue: ScopingIssue) -> list[TimelineEntry]:
     if issue.opportunity_id is None:
         return []
-    changes = OpportunityChange.objects.filter(opportunity_id=issue.opportunity_id).select_related(
-        "actor__engagement_manager", "write"
-    )
+    changes = OpportunityChange.objects.filter(opportunity_id=issue.opportunity_id).values(*_CHANGE_COLUMNS)
     return [
         TimelineEntry(
-            when=change.changed_at,
-            who=person(change.actor, default=change.who),
-            what=f"Opportunity {change.field}: {change.old_value or '—'} → {change.new_value or '—'}",
-            write_status=change.write.status if change.write is not None else "",
-            source=change.get_source_display(),
+            when=change["changed_at"],
+            who=_actor(change),
+            what=f"Opportunity {change['field']}: {change['old_value'] or '—'} → {change['new_value'] or '—'}",
+            write_status=change["write__status"] if change["write_id"] is not None else "",
+            write_error=change["write__last_error"] if change["write_id"] is not None else "",
+            system="Salesforce",
+            source=_SOURCE_NAMES.get(change["source"], change["source"]),
         )
         for change in changes[:TIMELINE_LIMIT]
     ]
 
 
-def _stage_spans(issue: ScopingIssue, changes: list[IssueChange]) -> list[StageSpan]:
+def _stage_spans(issue: ScopingIssue, changes: list[dict[str, Any]]) -> list[StageSpan]:
     """Stages from the recorded stage changes; before the first one the issue sat in the stage it left."""
-    moves = [change for change in reversed(changes) if change.field == "stage"]
-    first = _stage(moves[0].old_value) if moves else Stage(issue.stage)
-    entered = [(issue.created_at, first), *((move.changed_at, _stage(move.new_value)) for move in moves)]
+    moves = [change for change in reversed(changes) if change["field"] == "stage"]
+    first = _stage(moves[0]["old_value"]) if moves else Stage(issue.stage)
+    entered = [
+        (issue.created_at, first),
+        *((move["changed_at"], _stage(move["new_value"])) for move in moves),
+    ]
     return [
         StageSpan(stage=stage, entered_at=when, left_at=entered[n + 1][0] if n + 1 < len(entered) else None)
         for n, (when, stage) in enumerate(entered)

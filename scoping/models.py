@@ -4,7 +4,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import ExpressionWrapper, Q
 from django.utils import timezone
 
 from opportunities.choices import Segment
@@ -20,13 +20,35 @@ def stale_cutoff(as_of: datetime) -> datetime:
     return add_months(as_of, -settings.PSPLAN_STALE_AFTER_MONTHS)
 
 
+_CURRENT = Q(removed_at__isnull=True)
+_OPEN = _CURRENT & Q(state=IssueState.OPENED)
+
+
+# One definition of each condition, for filters (stale(), going_stale()) and the flags of with_staleness().
+def _stale(as_of: datetime) -> Q:
+    return (
+        _OPEN
+        & Q(last_activity_at__lt=stale_cutoff(as_of))
+        & ~Q(keep_open_until__gte=timezone.localdate(as_of))
+    )
+
+
+def _going_stale(as_of: datetime) -> Q:
+    window = timezone.timedelta(days=settings.PSPLAN_STALE_WARNING_DAYS)
+    return (
+        _OPEN
+        & Q(last_activity_at__gte=stale_cutoff(as_of), last_activity_at__lt=stale_cutoff(as_of + window))
+        & ~Q(keep_open_until__gte=timezone.localdate(as_of + window))
+    )
+
+
 class ScopingIssueQuerySet(models.QuerySet):
     def current(self) -> ScopingIssueQuerySet:
         """Issues still in GitLab with the scoping label."""
-        return self.filter(removed_at__isnull=True)
+        return self.filter(_CURRENT)
 
     def open(self) -> ScopingIssueQuerySet:
-        return self.current().filter(state=IssueState.OPENED)
+        return self.filter(_OPEN)
 
     def closed(self) -> ScopingIssueQuerySet:
         return self.current().filter(state=IssueState.CLOSED)
@@ -39,32 +61,21 @@ class ScopingIssueQuerySet(models.QuerySet):
 
     def stale(self, *, as_of: datetime) -> ScopingIssueQuerySet:
         """Open issues with no activity for the configured months and no live keep-open override."""
-        return (
-            self.open()
-            .filter(last_activity_at__lt=stale_cutoff(as_of))
-            .exclude(keep_open_until__gte=timezone.localdate(as_of))
-        )
+        return self.filter(_stale(as_of))
 
     def not_stale(self, *, as_of: datetime) -> ScopingIssueQuerySet:
         return self.exclude(pk__in=self.stale(as_of=as_of).values("pk"))
 
     def going_stale(self, *, as_of: datetime) -> ScopingIssueQuerySet:
         """Open issues that go stale within the warning window: flagged for their EM."""
-        window = timezone.timedelta(days=settings.PSPLAN_STALE_WARNING_DAYS)
-        return (
-            self.open()
-            .filter(
-                last_activity_at__gte=stale_cutoff(as_of),
-                last_activity_at__lt=stale_cutoff(as_of + window),
-            )
-            .exclude(keep_open_until__gte=timezone.localdate(as_of + window))
-        )
+        return self.filter(_going_stale(as_of))
 
     def with_staleness(self, *, as_of: datetime) -> ScopingIssueQuerySet:
-        """Annotate `stale_now` and `going_stale_now` for tables that highlight them."""
+        """Annotate `stale_now` and `going_stale_now` for tables that highlight them. Conditions on the row
+        itself, not EXISTS subqueries: the same answers for a fraction of the ORM's work per query."""
         return self.annotate(
-            stale_now=Exists(self.model.objects.stale(as_of=as_of).filter(pk=OuterRef("pk"))),
-            going_stale_now=Exists(self.model.objects.going_stale(as_of=as_of).filter(pk=OuterRef("pk"))),
+            stale_now=ExpressionWrapper(_stale(as_of), output_field=models.BooleanField()),
+            going_stale_now=ExpressionWrapper(_going_stale(as_of), output_field=models.BooleanField()),
         )
 
     def untriaged(self) -> ScopingIssueQuerySet:

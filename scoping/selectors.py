@@ -16,34 +16,15 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    TextField,
     Value,
     When,
 )
 from django.db.models.functions import Coalesce, JSONObject
 
-from opportunities.models import EngagementManager, SalesforceWrite, SyncRun, TerritoryAssignment
-from psplan import queue
+from opportunities.models import EngagementManager, Opportunity, SalesforceWrite, SyncRun, TerritoryAssignment
 from psplan.queue import WriteStatus
 from scoping.models import GitLabWrite, IssueChange, ScopingIssue, WebhookDelivery
-
-ISSUE_COLUMNS = (
-    "iid",
-    "title",
-    "web_url",
-    "state",
-    "stage",
-    "close_qtr",
-    "segment",
-    "em_status",
-    "public_sector",
-    "labels",
-    "last_activity_at",
-    "keep_open_until",
-    "created_at",
-    "updated_at",
-    "closed_at",
-)
-ISSUE_DETAIL_COLUMNS = (*ISSUE_COLUMNS, "description", "assignee_usernames", "author_username")
 
 
 def issues() -> QuerySet[ScopingIssue]:
@@ -51,19 +32,9 @@ def issues() -> QuerySet[ScopingIssue]:
     return ScopingIssue.objects.current().order_by("-iid")
 
 
-def issue_rows(queryset: QuerySet[ScopingIssue], *, as_of: datetime, detail: bool = False) -> QuerySet:
-    """Plain rows for the API in one query: stale flags, the EM as GitLab username, the opportunity as
-    Salesforce id, the state of the newest write-back. Added last, so that counting the filtered issues
-    does not drag them along."""
-    return queryset.with_staleness(as_of=as_of).values(
-        *(ISSUE_DETAIL_COLUMNS if detail else ISSUE_COLUMNS),
-        "stale_now",
-        "going_stale_now",
-        em_username=F("engagement_manager__gitlab_username"),
-        em_name=F("engagement_manager__name"),
-        opportunity_salesforce_id=F("opportunity__salesforce_id"),
-        **queue.latest_write_state(GitLabWrite),
-    )
+def assignable_engagement_managers() -> QuerySet[EngagementManager]:
+    """Only EMs PS Plan can assign in GitLab: active and linked to a GitLab user."""
+    return EngagementManager.objects.active().exclude(gitlab_username="").filter(gitlab_user_id__isnull=False)
 
 
 def engagement_managers() -> QuerySet[EngagementManager]:
@@ -82,7 +53,7 @@ class _JSONList(Aggregate):
 
 
 # Built once: cloning querysets is most of the cost of this query, and these never change.
-_OPEN_ISSUE_COUNT = Coalesce(
+OPEN_ISSUE_COUNT = Coalesce(
     Subquery(
         ScopingIssue.objects.open()
         .filter(engagement_manager=OuterRef("pk"))
@@ -93,7 +64,7 @@ _OPEN_ISSUE_COUNT = Coalesce(
     ),
     0,
 )
-_TERRITORIES = Subquery(
+TERRITORIES = Subquery(
     TerritoryAssignment.objects.filter(engagement_manager=OuterRef("pk"))
     .order_by()
     .values("engagement_manager")
@@ -103,35 +74,55 @@ _TERRITORIES = Subquery(
 )
 
 
-def engagement_manager_rows(queryset: QuerySet[EngagementManager]) -> QuerySet:
-    """One row per EM, its territories and its number of open scoping issues, all in one query."""
-    return queryset.values(
-        "pk",
-        "gitlab_username",
-        "name",
-        "email",
-        "active",
-        open_issue_count=_OPEN_ISSUE_COUNT,
-        territory_list=_TERRITORIES,
-    )
-
-
 # --- Write-back state and stage timing, read by the pages (one place to re-point) ------------------
 
 
 def with_write_state(queryset: QuerySet[ScopingIssue]) -> QuerySet[ScopingIssue]:
-    """Annotate `write_state`: "failed" when a change to the issue was refused, "pending" while one waits."""
+    """Annotate `write_state`: "failed" when a change to the issue was refused, "pending" while one waits;
+    and `write_error`: GitLab's answer to the newest such write (empty while a pending one was never tried)."""
     undelivered = GitLabWrite.objects.filter(issue=OuterRef("pk"))
+    failed = undelivered.filter(status=WriteStatus.FAILED)
+    pending = undelivered.filter(status=WriteStatus.PENDING)
     return queryset.annotate(
         write_state=Case(
-            When(Exists(undelivered.filter(status=WriteStatus.FAILED)), then=Value(WriteStatus.FAILED.value)),
-            When(
-                Exists(undelivered.filter(status=WriteStatus.PENDING)), then=Value(WriteStatus.PENDING.value)
-            ),
+            When(Exists(failed), then=Value(WriteStatus.FAILED.value)),
+            When(Exists(pending), then=Value(WriteStatus.PENDING.value)),
             default=Value(""),
             output_field=CharField(),
         )
+    ).annotate(
+        # Read only for the few issues with such a write: most rows never run these subqueries.
+        write_error=Case(
+            When(write_state=WriteStatus.FAILED.value, then=_newest_error(failed)),
+            When(write_state=WriteStatus.PENDING.value, then=_newest_error(pending)),
+            default=Value(""),
+            output_field=TextField(),
+        )
     )
+
+
+def _newest_error(writes: QuerySet[GitLabWrite]) -> Coalesce:
+    return Coalesce(Subquery(writes.order_by("-created_at", "-pk").values("last_error")[:1]), Value(""))
+
+
+def with_opportunity_write(queryset: QuerySet[ScopingIssue]) -> QuerySet[ScopingIssue]:
+    """Annotate the state of the newest Salesforce write of each issue's opportunity, so that a page showing
+    the opportunity beside the issue reads both in one query (see opportunity_with_write)."""
+    newest = SalesforceWrite.objects.filter(opportunity=OuterRef("opportunity_id")).order_by("-pk")
+    return queryset.annotate(
+        opportunity_write_status=Subquery(newest.values("status")[:1]),
+        opportunity_write_error=Subquery(newest.values("last_error")[:1]),
+    )
+
+
+def opportunity_with_write(issue: ScopingIssue) -> Opportunity | None:
+    """The issue's opportunity (selected with it) carrying `write_status` and `write_error`, as
+    opportunities.selectors.with_latest_write annotates them, from with_opportunity_write's annotations."""
+    opportunity = issue.opportunity
+    if opportunity is not None:
+        opportunity.write_status = issue.opportunity_write_status
+        opportunity.write_error = issue.opportunity_write_error
+    return opportunity
 
 
 def undelivered_changes(issue: ScopingIssue) -> dict[str, list]:
@@ -147,15 +138,18 @@ def undelivered_changes(issue: ScopingIssue) -> dict[str, list]:
 
 
 def failed_writes_for(*, engagement_manager: EngagementManager, user) -> dict[str, QuerySet]:
-    """Write-backs GitLab or Salesforce refused, on the EM's issues and opportunities or made by them."""
+    """Write-backs GitLab or Salesforce refused, on the EM's issues and opportunities or made by them, with
+    what "My work" and its e-mail show of each."""
     return {
         "gitlab": GitLabWrite.objects.filter(status=WriteStatus.FAILED)
         .filter(Q(issue__engagement_manager=engagement_manager) | Q(created_by=user))
         .select_related("issue")
+        .only("last_error", "issue__iid", "issue__title")
         .order_by("-created_at", "-id"),
         "salesforce": SalesforceWrite.objects.filter(status=WriteStatus.FAILED)
         .filter(Q(opportunity__engagement_manager=engagement_manager) | Q(created_by=user))
         .select_related("opportunity")
+        .only("last_error", "opportunity__salesforce_id", "opportunity__name")
         .order_by("-created_at", "-id"),
     }
 

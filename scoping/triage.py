@@ -11,6 +11,7 @@ from django.db.models import Count, Q
 from opportunities.choices import AssignmentRole
 from opportunities.models import EngagementManager, Territory, TerritoryAssignment
 from scoping.models import ScopingIssue
+from scoping.selectors import assignable_engagement_managers
 
 # The primary EM is "well above" the team when they carry this many more open issues than the median.
 WELL_ABOVE_MEDIAN = 3
@@ -30,17 +31,18 @@ class Suggestion:
         return " · ".join(f"{em.name} {load}" for em, load in self.candidates[:5])
 
 
-def open_issue_counts() -> dict[int, int]:
-    """EM id → open scoping issues assigned to them, for every EM PS Plan can assign in GitLab.
+def assignable_by_name() -> list[EngagementManager]:
+    """The EMs PS Plan can assign in GitLab, by name, with only what triage shows and a triage writes."""
+    return list(
+        assignable_engagement_managers().only("name", "gitlab_username", "gitlab_user_id").order_by("name")
+    )
+
+
+def open_issue_counts(engagement_managers: Iterable[EngagementManager]) -> dict[int, int]:
+    """EM id → open scoping issues assigned to them, for the EMs given.
 
     Counted from the open issues (an index on state), not by joining every issue to every EM."""
-    assignable = (
-        EngagementManager.objects.active()
-        .exclude(gitlab_username="")
-        .filter(gitlab_user_id__isnull=False)
-        .values_list("pk", flat=True)
-    )
-    counts = dict.fromkeys(assignable, 0)
+    counts = dict.fromkeys((em.pk for em in engagement_managers), 0)
     open_per_em = (
         ScopingIssue.objects.open()
         .filter(engagement_manager__in=list(counts))
@@ -60,18 +62,21 @@ class _Coverage:
     by_segment: dict[str, dict[int, EngagementManager]] = field(default_factory=dict)
 
 
-def _coverage(territories: Iterable[Territory]) -> _Coverage:
+def _coverage(territories: Iterable[Territory], assignable: dict[int, EngagementManager]) -> _Coverage:
+    """Only assignable EMs: no other can be suggested, nor is counted among the candidates."""
     territories = list(territories)
     found = _Coverage()
     assignments = TerritoryAssignment.objects.filter(
         Q(territory_id__in=[t.pk for t in territories])
         | Q(territory__segment__in={t.segment for t in territories}),
-        engagement_manager__active=True,
-    ).select_related("engagement_manager", "territory")
-    for assignment in assignments:
-        em = assignment.engagement_manager
-        found.by_territory.setdefault(assignment.territory_id, {}).setdefault(assignment.role, []).append(em)
-        found.by_segment.setdefault(assignment.territory.segment, {})[em.pk] = em
+        engagement_manager__in=list(assignable),
+    ).order_by("territory__name", "role", "pk")
+    for territory_id, segment, role, em_id in assignments.values_list(
+        "territory_id", "territory__segment", "role", "engagement_manager_id"
+    ):
+        em = assignable[em_id]
+        found.by_territory.setdefault(territory_id, {}).setdefault(role, []).append(em)
+        found.by_segment.setdefault(segment, {})[em.pk] = em
     return found
 
 
@@ -80,11 +85,14 @@ def _territory(issue: ScopingIssue) -> Territory | None:
     return account.territory if account else None
 
 
-def suggest(issues: Iterable[ScopingIssue]) -> dict[int, Suggestion]:
-    """Issue id → suggested EM and segment; each suggestion counts towards the load of the next ones."""
+def suggest(issues: Iterable[ScopingIssue], *, assignable: list[EngagementManager]) -> dict[int, Suggestion]:
+    """Issue id → suggested EM (one of `assignable`, see assignable_by_name) and segment; each suggestion
+    counts towards the load of the next ones."""
     issues = list(issues)
-    coverage = _coverage(t for issue in issues if (t := _territory(issue)))
-    load = open_issue_counts()
+    coverage = _coverage(
+        (t for issue in issues if (t := _territory(issue))), {em.pk: em for em in assignable}
+    )
+    load = open_issue_counts(assignable)
     median = statistics.median(load.values()) if load else 0
     suggestions = {}
     for issue in issues:
@@ -110,11 +118,7 @@ def _suggest_one(issue: ScopingIssue, coverage: _Coverage, load: dict[int, int],
             else f"Territory {account.sales_territory!r} is not mapped"
         )
         return Suggestion(None, segment, reason)
-    # Only EMs who can be assigned in GitLab (those with a load) are suggested.
-    roles = {
-        role: [em for em in ems if em.pk in load]
-        for role, ems in coverage.by_territory.get(territory.pk, {}).items()
-    }
+    roles = coverage.by_territory.get(territory.pk, {})
     primary = next(iter(roles.get(AssignmentRole.PRIMARY, [])), None)
     covering = {em.pk: em for ems in roles.values() for em in ems}
     candidates = _by_load({**coverage.by_segment.get(territory.segment, {}), **covering}.values(), load)
@@ -136,5 +140,4 @@ def _suggest_one(issue: ScopingIssue, coverage: _Coverage, load: dict[int, int],
 def _by_load(
     ems: Iterable[EngagementManager], load: dict[int, int]
 ) -> tuple[tuple[EngagementManager, int], ...]:
-    linked = [em for em in ems if em.pk in load]
-    return tuple(sorted(((em, load[em.pk]) for em in linked), key=lambda pair: (pair[1], pair[0].name)))
+    return tuple(sorted(((em, load[em.pk]) for em in ems), key=lambda pair: (pair[1], pair[0].name)))

@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, Q
-from django.http import HttpResponse, QueryDict
+from django.http import HttpResponse, HttpResponseBadRequest, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -15,10 +15,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from opportunities.choices import SyncKind
 from opportunities.forms import PSFieldsForm
-from opportunities.models import EngagementManager, Opportunity, SalesforceWrite, SyncRun
-from opportunities.selectors import with_latest_write
+from opportunities.models import EngagementManager, SalesforceWrite, SyncRun
 from psplan import queue
-from psplan.permissions import editors_only, staff_only
+from psplan.permissions import editors_only, engagement_manager_of, staff_only
 from psplan.queue import WriteStatus
 from scoping.choices import EMStatus, Stage
 from scoping.filters import ScopingIssueFilter
@@ -34,7 +33,13 @@ from scoping.forms import (
 )
 from scoping.history import issue_timeline
 from scoping.models import DigestSubscription, GitLabWrite, ScopingIssue, WebhookDelivery
-from scoping.selectors import changed_since, undelivered_changes, with_write_state
+from scoping.selectors import (
+    changed_since,
+    opportunity_with_write,
+    undelivered_changes,
+    with_opportunity_write,
+    with_write_state,
+)
 from scoping.services import (
     set_issue_em_status,
     set_issue_engagement_manager,
@@ -43,7 +48,8 @@ from scoping.services import (
     set_keep_open,
 )
 from scoping.sync import lock_holder
-from scoping.triage import suggest
+from scoping.tables import SCOPING_ISSUES
+from scoping.triage import assignable_by_name, suggest
 from scoping.workspace import FIRST_TOUCH, TriageRow, em_board, my_work, swimlanes, triage_page, triage_rows
 
 ISSUES_PER_PAGE = 50
@@ -62,14 +68,16 @@ def _error(request, message: str, *, status: int = 400) -> HttpResponse:
 @require_GET
 def home(request):
     """EMs land on their work; everyone else on the issue table."""
-    if getattr(request.user, "engagement_manager", None):
+    if engagement_manager_of(request.user):
         return redirect("scoping:my-work")
     return redirect("scoping:issue-list")
 
 
 def issue_list(request):
-    """The scoping issues table; with htmx, only the table is sent back."""
+    """The scoping issues table; with htmx, only the table is sent back; with ?csv, all its rows as CSV."""
     now = timezone.now()
+    if "csv" in request.GET:
+        return _issues_csv(request.GET, as_of=now)
     issues = with_write_state(
         ScopingIssue.objects.current()
         .select_related("engagement_manager", "opportunity")
@@ -88,6 +96,16 @@ def issue_list(request):
     }
     template = "scoping/_issue_table.html" if request.htmx else "scoping/issue_list.html"
     return render(request, template, context)
+
+
+def _issues_csv(query: QueryDict, *, as_of: datetime) -> HttpResponse:
+    """Every issue the page's filters keep, with the API's columns."""
+    filterset = ScopingIssueFilter(query, queryset=ScopingIssue.objects.current().order_by("-iid"))
+    if not filterset.is_valid():
+        return HttpResponseBadRequest(
+            f"Cannot export: {filterset.errors.as_text()}", content_type="text/plain"
+        )
+    return SCOPING_ISSUES.csv_download(filterset.qs, filename="scoping-issues", as_of=as_of)
 
 
 def _query_without(query: QueryDict, *names: str) -> str:
@@ -167,22 +185,22 @@ def retry_writes(request):
 
 
 def _issue(iid: int) -> ScopingIssue:
-    issues = (
+    """The issue with its EM, who set its override and its opportunity (account, EM, newest write), one query."""
+    issues = with_opportunity_write(
         ScopingIssue.objects.current()
-        .select_related("engagement_manager", "keep_open_set_by")
+        .select_related(
+            "engagement_manager",
+            "keep_open_set_by",
+            "opportunity__account",
+            "opportunity__engagement_manager",
+        )
         .with_staleness(as_of=timezone.now())
     )
     return get_object_or_404(issues, iid=iid)
 
 
 def _issue_context(issue: ScopingIssue, **forms) -> dict:
-    opportunity = (
-        with_latest_write(Opportunity.objects.select_related("account", "engagement_manager"))
-        .filter(pk=issue.opportunity_id)
-        .first()
-        if issue.opportunity_id
-        else None
-    )
+    opportunity = opportunity_with_write(issue)
     return {
         "issue": issue,
         "timeline": issue_timeline(issue),
@@ -275,7 +293,7 @@ def _board_engagement_manager(request) -> EngagementManager | None:
         return None
     if username:
         return get_object_or_404(EngagementManager, gitlab_username__iexact=username)
-    return getattr(request.user, "engagement_manager", None)
+    return engagement_manager_of(request.user)
 
 
 def board(request, *, after_action: bool = False):
@@ -333,9 +351,7 @@ def set_em_status(request, iid: int):
 
 def _triage_rows(issues: list[ScopingIssue], *, posted: TriageForm | None = None) -> list[TriageRow]:
     """Rows with their suggestion preselected; a refused form keeps what was posted and its errors."""
-    assignable = TriageForm.base_fields["engagement_manager"].queryset.order_by("name")
-    em_choices = (("", "---------"), *((em.gitlab_username, em.name) for em in assignable))
-    return triage_rows(issues, em_choices=em_choices, as_of=timezone.now(), posted=posted)
+    return triage_rows(issues, as_of=timezone.now(), posted=posted)
 
 
 def _triage_context(request, **extra) -> dict:
@@ -402,7 +418,7 @@ def accept_suggestions(request):
     if not form.is_valid():
         messages.error(request, "Select rows that are still waiting for triage.")
         return _triage_answer(request, "scoping/_triage_queue.html", _triage_context(request), status=400)
-    suggestions = suggest(untriaged)
+    suggestions = suggest(untriaged, assignable=assignable_by_name())
     done = [
         _triage_one(issue, segment=s.segment, engagement_manager=s.engagement_manager, actor=request.user)
         for issue in untriaged
@@ -452,7 +468,7 @@ def my_work_page(request):
     if username:
         engagement_manager = get_object_or_404(EngagementManager, gitlab_username__iexact=username)
     else:
-        engagement_manager = getattr(request.user, "engagement_manager", None)
+        engagement_manager = engagement_manager_of(request.user)
     now = timezone.now()
     context = {
         "engagement_manager": engagement_manager,

@@ -24,7 +24,7 @@ from psplan.widgets import select_html
 from scoping.choices import EMStatus, IssueState, Stage
 from scoping.models import ScopingIssue
 from scoping.selectors import failed_writes_for, with_stage_entered_at, with_write_state
-from scoping.triage import Suggestion, suggest
+from scoping.triage import Suggestion, assignable_by_name, suggest
 
 RECENTLY_CLOSED = timedelta(days=90)
 COLUMN_CAP = 25
@@ -56,6 +56,7 @@ class Card:
     stale_now: bool
     going_stale_now: bool
     write_state: str
+    write_error: str
     stage_entered_at: datetime
 
 
@@ -178,11 +179,29 @@ def swimlanes(page_number: str | int | None, *, as_of: datetime) -> tuple[Page, 
     return page, [lanes[em_id] for em_id in on_page]
 
 
+# What a triage row shows and its suggestion reads: the rest (the description above all) stays in the database.
+_TRIAGE_ROW_FIELDS = (
+    "iid",
+    "title",
+    "public_sector",
+    "created_at",
+    "segment",
+    "assignee_usernames",
+    "engagement_manager__name",
+    "engagement_manager__gitlab_username",
+    "opportunity__account__name",
+    "opportunity__account__sales_territory",
+    "opportunity__account__territory__name",
+    "opportunity__account__territory__segment",
+)
+
+
 def triage_page(page_number: str | int | None) -> Page:
     """Untriaged issues, oldest first, a page at a time."""
     queue = (
         ScopingIssue.objects.untriaged()
         .select_related("engagement_manager", "opportunity__account__territory")
+        .only(*_TRIAGE_ROW_FIELDS)
         .order_by("created_at", "pk")
     )
     return Paginator(queue, TRIAGE_PER_PAGE).get_page(page_number)
@@ -210,10 +229,12 @@ _SEGMENT_CHOICES = tuple((str(value), str(label)) for value, label in Segment.ch
 
 
 def triage_rows(
-    issues: list[ScopingIssue], *, em_choices: tuple, as_of: datetime, posted: forms.Form | None = None
+    issues: list[ScopingIssue], *, as_of: datetime, posted: forms.Form | None = None
 ) -> list[TriageRow]:
     """Each issue with its suggestion preselected (or what a refused form posted, with its errors)."""
-    suggestions = suggest(issues)
+    assignable = assignable_by_name()
+    em_choices = (("", "---------"), *((em.gitlab_username, em.name) for em in assignable))
+    suggestions = suggest(issues, assignable=assignable)
     rows = []
     for issue in issues:
         suggestion = suggestions[issue.pk]
@@ -290,6 +311,19 @@ class MyWork:
     failed_salesforce: list
 
 
+# What "My work" and its e-mail show of a closing opportunity (its PS amount is the first of the amounts set).
+_CLOSING_FIELDS = (
+    "salesforce_id",
+    "name",
+    "em_confidence",
+    "close_date",
+    "proserv_amount",
+    "ps_value",
+    "amount",
+    "account__name",
+)
+
+
 def my_work(engagement_manager: EngagementManager, user, *, as_of: datetime) -> MyWork:
     """An EM's day: what waits for them first, each list capped."""
     mine = ScopingIssue.objects.current().for_em(engagement_manager)
@@ -310,6 +344,7 @@ def my_work(engagement_manager: EngagementManager, user, *, as_of: datetime) -> 
             close_date__lte=today + CLOSING_SOON,
         )
         .select_related("account")
+        .only(*_CLOSING_FIELDS)
         .order_by("close_date", "name")
     )
     failed = failed_writes_for(engagement_manager=engagement_manager, user=user)

@@ -4,8 +4,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-from opportunities.api.serializers import money
 from opportunities.choices import EMConfidence
+from psplan.columns import money
 from reporting.selectors import WIN_RATE_GROUPS
 
 AMOUNT = {"max_digits": 20, "decimal_places": 2, "help_text": "Sum of PS amounts"}
@@ -57,6 +57,7 @@ class QuarterTotalSerializer(serializers.Serializer):
 class ForecastSerializer(serializers.Serializer):
     count = serializers.IntegerField(help_text="Open opportunities")
     amount = serializers.DecimalField(**AMOUNT)
+    currency = serializers.CharField(help_text="ISO 4217 code of every amount (PSPLAN_CURRENCY)")
     by_em_confidence = ConfidenceTotalSerializer(many=True)
     by_close_quarter = QuarterTotalSerializer(many=True)
     groups = ForecastGroupSerializer(many=True, help_text="One per close quarter and EM confidence")
@@ -68,6 +69,7 @@ class ForecastSerializer(serializers.Serializer):
         return {
             "count": report["count"],
             "amount": money(report["amount"]),
+            "currency": report["currency"],
             "by_em_confidence": with_money(report["by_em_confidence"]),
             "by_close_quarter": with_money(report["by_close_quarter"]),
             "groups": with_money(report["groups"]),

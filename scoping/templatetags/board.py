@@ -13,15 +13,11 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from opportunities.templatetags.write_state import write_badge
 from scoping.choices import EMStatus
 from scoping.workspace import Card, Column
 
 register = template.Library()
-
-_WRITE_TAGS = {
-    "pending": mark_safe('<span class="tag pending-tag">sending…</span>'),
-    "failed": mark_safe('<span class="tag failed-tag">not saved in GitLab</span>'),
-}
 
 
 @dataclass(frozen=True)
@@ -34,15 +30,17 @@ class _Links:
     issue_list: str
 
 
+def iid_url(name: str) -> str:
+    """A URL pattern taking an issue's iid, reversed once, with `{iid}` to fill in per issue."""
+    return reverse(name, args=[987654321]).replace("987654321", "{iid}")
+
+
 @lru_cache(maxsize=64)
 def _links(board_query: str) -> _Links:
-    def pattern(name: str) -> str:
-        return reverse(name, args=[987654321]).replace("987654321", "{iid}")
-
     return _Links(
-        detail=pattern("scoping:issue-detail"),
-        move=f"{pattern('scoping:move-issue')}?{board_query}",
-        em_status=f"{pattern('scoping:set-em-status')}?{board_query}",
+        detail=iid_url("scoping:issue-detail"),
+        move=f"{iid_url('scoping:move-issue')}?{board_query}",
+        em_status=f"{iid_url('scoping:set-em-status')}?{board_query}",
         issue_list=reverse("scoping:issue-list"),
     )
 
@@ -111,7 +109,7 @@ def issue_card(context, issue: Card) -> SafeString:
         _opportunity_line(issue),
         max(0, (context["now"] - issue.stage_entered_at).days),
         _stale_tag(issue),
-        _WRITE_TAGS.get(issue.write_state, ""),
+        write_badge(issue.write_state, issue.write_error, "GitLab"),
         _actions(issue, links, can_edit),
     )
 

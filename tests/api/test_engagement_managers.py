@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
 from django.core.cache import cache
 from django.db import connection
@@ -95,3 +98,16 @@ def test_the_query_count_does_not_grow_with_rows(reader_api):
         _em_with_work()
     assert _count_queries(reader_api, LIST) == one
     assert len(reader_api.get(LIST).json()["results"]) == 50
+
+
+def test_the_list_answers_csv_with_territories_in_one_cell(reader_api):
+    em = EngagementManagerFactory(name="Priya Raman", gitlab_username="praman")
+    TerritoryAssignment.objects.create(engagement_manager=em, territory=TerritoryFactory(name="APAC - ANZ"))
+    response = reader_api.get("/api/v1/engagement-managers/?format=csv")
+    header, row = list(csv.reader(io.StringIO(response.content.decode())))
+    cells = dict(zip(header, row, strict=True))
+    assert (cells["Name"], cells["GitLab username"], cells["Territories"]) == (
+        "Priya Raman",
+        "praman",
+        "APAC - ANZ (primary)",
+    )

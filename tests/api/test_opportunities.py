@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import date
 from decimal import Decimal
 
@@ -193,7 +195,7 @@ def test_an_unknown_opportunity_is_404(reader_api, em_api, salesforce_id):
 
 
 def test_patching_the_ps_fields_queues_one_salesforce_write(em_api, em_user):
-    em = EngagementManagerFactory(gitlab_username="jdoe", salesforce_user_id="005000000000099AAA")
+    em = EngagementManagerFactory(gitlab_username="jdoe", salesforce_user_id="005000000000099XYZ")
     OpportunityFactory(salesforce_id=OPP)
     body = em_api.patch(
         f"{LIST}{OPP}/",
@@ -213,7 +215,7 @@ def test_patching_the_ps_fields_queues_one_salesforce_write(em_api, em_user):
     assert (body["write_back"]["status"], body["write_back"]["error"]) == ("pending", None)
     write = SalesforceWrite.objects.get()
     assert write.changes == {
-        "engagement_manager": "005000000000099AAA",
+        "engagement_manager": "005000000000099XYZ",
         "em_confidence": "Red",
         "em_confidence_rationale": "Slipped to Q4",
         "scoping_issue_link": ISSUE_URL,
@@ -283,3 +285,13 @@ def test_the_patch_answer_shows_a_delivery_that_happened_on_commit(salesforce, e
 
     assert (body["write_back"]["status"], body["write_back"]["error"]) == ("delivered", None)
     assert salesforce.get_opportunity(salesforce_id)["EM_Confidence__c"] == "Green"
+
+
+def test_the_list_answers_csv_with_money_names_and_the_write_back_state(reader_api):
+    OpportunityFactory(salesforce_id=OPP, name="Acme", proserv_amount=Decimal("1234.5"))
+    response = reader_api.get(f"{LIST}?format=csv")
+    assert response["Content-Disposition"] == 'attachment; filename="opportunities.csv"'
+    header, row = list(csv.reader(io.StringIO(response.content.decode())))
+    cells = dict(zip(header, row, strict=True))
+    assert (cells["Salesforce id"], cells["Opportunity"], cells["PS amount"]) == (OPP, "Acme", "1234.50")
+    assert cells["Write-back"] == ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from decimal import Decimal
 
 import pytest
@@ -12,6 +14,7 @@ from reporting import selectors
 from scoping.choices import IssueState
 from scoping.models import ScopingIssue
 from tests.factories import EngagementManagerFactory, OpportunityFactory, ScopingIssueFactory
+from tests.reporting import datasets as reporting_datasets
 
 pytestmark = pytest.mark.django_db
 
@@ -178,6 +181,7 @@ def test_forecast_is_open_pipeline_by_quarter_and_confidence(reader_api, pipelin
     assert reader_api.get(FORECAST).json() == {
         "count": 6,
         "amount": "57600.50",
+        "currency": "USD",
         "by_em_confidence": [
             _money({"em_confidence": "Grey"}, 2, "100.00"),
             _money({"em_confidence": "Red"}, 1, "40000.00"),
@@ -236,3 +240,106 @@ def test_an_empty_confidence_counts_as_grey(pipeline):
     assert Opportunity.objects.filter(em_confidence="").count() == 1
     grey = selectors.forecast(opportunities=Opportunity.objects.all())["by_em_confidence"][0]
     assert (grey["em_confidence"], grey["count"]) == (EMConfidence.GREY, 2)
+
+
+# --- CSV ------------------------------------------------------------------------------------------
+
+
+def _rows(response) -> list[list[str]]:
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    return list(csv.reader(io.StringIO(response.content.decode())))
+
+
+@pytest.mark.parametrize(
+    "ask", [{"path": f"{WIN_RATE}?format=csv"}, {"path": WIN_RATE, "HTTP_ACCEPT": "text/csv"}]
+)
+def test_win_rate_answers_csv_by_format_or_accept_header(reader_api, decided_issues, ask):
+    rows = _rows(reader_api.get(**ask))
+    assert rows == [
+        ["quarter", "won", "lost", "win_rate"],
+        ["Q125", "2", "1", "0.6666666666666666"],
+        ["Q225", "0", "0", ""],
+        ["Q325", "1", "3", "0.25"],
+        ["", "1", "0", "1.0"],
+        ["Total", "4", "4", "0.5"],
+    ]
+
+
+def test_win_rate_csv_keeps_the_filters_and_grouping(reader_api, decided_issues):
+    response = reader_api.get(f"{WIN_RATE}?format=csv&group_by=segment&engagement_manager=alee")
+    assert _rows(response) == [
+        ["segment", "won", "lost", "win_rate"],
+        ["Ent_EAST", "1", "0", "1.0"],
+        ["SMB", "1", "1", "0.5"],
+        ["Total", "2", "1", "0.6666666666666666"],
+    ]
+    assert response["Content-Disposition"] == 'attachment; filename="win-rate.csv"'
+
+
+@pytest.mark.parametrize(
+    "ask", [{"path": f"{FORECAST}?format=csv"}, {"path": FORECAST, "HTTP_ACCEPT": "text/csv"}]
+)
+def test_forecast_answers_csv_with_the_currency_of_each_amount(reader_api, pipeline, ask, settings):
+    settings.PSPLAN_CURRENCY = "EUR"
+    assert _rows(reader_api.get(**ask)) == [
+        ["close_quarter", "em_confidence", "count", "amount", "currency"],
+        ["Q425", "Grey", "1", "0.00", "EUR"],
+        ["Q425", "Amber", "1", "2500.50", "EUR"],
+        ["Q126", "Red", "1", "40000.00", "EUR"],
+        ["Q126", "Green", "2", "15000.00", "EUR"],
+        ["", "Grey", "1", "100.00", "EUR"],
+    ]
+
+
+@pytest.mark.parametrize(
+    "ask",
+    [
+        {"path": f"{FORECAST}?format=csv&close_quarter=next"},
+        {"path": f"{FORECAST}?close_quarter=next", "HTTP_ACCEPT": "text/csv"},
+    ],
+)
+def test_a_bad_filter_asked_as_csv_is_a_json_400_naming_the_parameter(reader_api, ask):
+    response = reader_api.get(**ask)
+    assert (response.status_code, response["Content-Type"]) == (400, "application/json")
+    assert response.json() == {"close_quarter": ["Enter a fiscal quarter like Q323."]}
+
+
+def test_json_stays_the_default_and_xml_is_refused(reader_api, pipeline):
+    assert reader_api.get(FORECAST)["Content-Type"] == "application/json"
+    assert reader_api.get(FORECAST, HTTP_ACCEPT="application/xml").status_code == 406
+
+
+# --- The issue-list filters report figures drill down with ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("stage_in=Closed_Won,Sold", "stage_in"),
+        ("close_qtr_in=Q227,Q9", "close_qtr_in"),
+        ("has_engagement_manager=nope", "has_engagement_manager"),
+        ("has_segment=1", "has_segment"),
+    ],
+)
+def test_a_bad_drill_down_filter_is_a_400_naming_it_in_the_api(reader_api, query, field):
+    response = reader_api.get(f"/api/v1/scoping-issues/?{query}")
+    assert response.status_code == 400
+    assert list(response.json()) == [field]
+
+
+def test_the_api_lists_the_same_issues_as_the_page(reader_api):
+    reporting_datasets.win_rate()
+    body = reader_api.get("/api/v1/scoping-issues/?stage_in=Closed_Won,Closed_Lost&close_qtr_in=Q227").json()
+    assert body["count"] == 7
+
+
+def test_an_unknown_format_is_a_400_naming_it(reader_api):
+    response = reader_api.get(f"{WIN_RATE}?format=xlsx")
+    assert (response.status_code, response.json()) == (400, {"format": ["Use one of: json, csv."]})
+
+
+def test_options_in_csv_describes_the_endpoint_instead_of_failing(reader_api):
+    response = reader_api.options(f"{FORECAST}?format=csv")
+    assert response.status_code == 200
+    assert response.content.decode().splitlines()[0].startswith("name,description")

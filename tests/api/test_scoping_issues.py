@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import timedelta
 
 import pytest
@@ -393,3 +395,39 @@ def test_the_patch_answer_shows_a_delivery_that_happened_on_commit(gitlab_on, em
     assert body["write_back"]["status"] == "failed"
     assert "You are not allowed to edit this issue" in body["write_back"]["error"]
     assert body["stage"] == "SOW_WIP"  # back to what GitLab has
+
+
+def test_the_list_answers_csv_with_the_same_rows_filters_and_columns(reader_api):
+    em = EngagementManagerFactory(gitlab_username="jdoe", name="Jo Doe")
+    ScopingIssueFactory(
+        iid=5, title="=HYPERLINK(evil)", labels=[SC, "proposal::SOW_WIP"], engagement_manager=em
+    )
+    ScopingIssueFactory(iid=6, labels=[SC, "Open"])
+    GitLabWrite.objects.create(
+        issue=ScopingIssue.objects.get(iid=5),
+        intent={},
+        status=WriteStatus.FAILED,
+        last_error="403 Forbidden",
+    )
+
+    for response in (
+        reader_api.get(f"{LIST}?stage=SOW_WIP&format=csv"),
+        reader_api.get(f"{LIST}?stage=SOW_WIP", HTTP_ACCEPT="text/csv"),
+    ):
+        assert response.status_code == 200
+        assert response["Content-Type"] == "text/csv; charset=utf-8"
+        assert response["Content-Disposition"] == 'attachment; filename="scoping-issues.csv"'
+        header, *rows = list(csv.reader(io.StringIO(response.content.decode())))
+        assert header[:4] == ["Issue", "Title", "GitLab URL", "State"]
+        assert "Engagement manager" in header and header[-1] == "Write-back"
+        (row,) = rows
+        cells = dict(zip(header, row, strict=True))
+        assert (cells["Issue"], cells["Title"], cells["Stage"]) == ("5", "'=HYPERLINK(evil)", "SOW_WIP")
+        assert (cells["Engagement manager"], cells["Write-back"]) == ("Jo Doe", "failed: 403 Forbidden")
+        assert cells["Labels"] == f"{SC}; proposal::SOW_WIP"
+
+
+def test_a_bad_filter_in_a_csv_request_is_still_a_json_400_naming_it(reader_api):
+    response = reader_api.get(f"{LIST}?stage=Nope&format=csv")
+    assert response.status_code == 400
+    assert "stage" in response.json()

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from psplan.queue import WriteStatus
+from scoping.models import GitLabWrite
 from tests.factories import ScopingIssueFactory, UserFactory
 
 pytestmark = [pytest.mark.browser]
@@ -48,3 +50,27 @@ def test_signing_out_returns_to_sign_in(signed_in_page, live_server):
     page.wait_for_url(f"{live_server.url}/login/")
     page.goto(f"{live_server.url}/issues/")
     assert "/login/" in page.url
+
+
+def test_a_keyboard_user_reads_why_gitlab_refused_a_change(signed_in_page):
+    UserFactory(username="leader")
+    issue = ScopingIssueFactory(title="Scoping: Globex upgrade", labels=[SC, "Open"])
+    GitLabWrite.objects.create(
+        issue=issue,
+        intent={"stage": "SOW_WIP"},
+        status=WriteStatus.FAILED,
+        last_error="403 Forbidden - You are not allowed to edit this issue",
+    )
+    page = signed_in_page("leader")
+    badge = page.get_by_text("not saved in GitLab")
+    reason = page.get_by_role("note")
+    assert badge.is_visible() and not reason.is_visible()
+
+    for _ in range(40):  # the skip link, the navigation, the filters, then the table
+        page.keyboard.press("Tab")
+        if badge.evaluate("summary => summary === document.activeElement"):
+            break
+    page.keyboard.press("Enter")
+
+    assert reason.inner_text() == "GitLab answered: 403 Forbidden - You are not allowed to edit this issue"
+    assert reason.is_visible()

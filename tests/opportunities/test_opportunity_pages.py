@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -60,7 +63,11 @@ def test_a_salesforce_refusal_is_shown_on_the_row(reader_client):
         last_error="FIELD_CUSTOM_VALIDATION_EXCEPTION: Close date must be in the future",
     )
     html = reader_client.get("/opportunities/").content.decode()
-    assert "failed: FIELD_CUSTOM_VALIDATION_EXCEPTION: Close date must be in the future" in html
+    assert (
+        '<details class="write-badge"><summary class="tag failed-tag">not saved in Salesforce</summary>'
+        '<span class="write-reason" role="note">Salesforce answered: FIELD_CUSTOM_VALIDATION_EXCEPTION: '
+        "Close date must be in the future</span></details>"
+    ) in html
 
 
 def test_readers_cannot_open_the_editor(reader_client):
@@ -83,7 +90,7 @@ def test_opportunity_list_query_count_does_not_grow_with_rows(reader_client):
 
 def test_an_em_changes_the_engagement_manager_by_name_and_salesforce_gets_the_user_id(em_client):
     OpportunityFactory(salesforce_id=OPP)
-    new_em = EngagementManagerFactory(name="Tom Becker", salesforce_user_id="005000000000077AAA")
+    new_em = EngagementManagerFactory(name="Tom Becker", salesforce_user_id="005000000000077XYZ")
     editor = em_client.get(f"/opportunities/{OPP}/edit/").content.decode()
     assert f'<option value="{new_em.pk}">Tom Becker</option>' in editor
     response = em_client.post(
@@ -92,7 +99,7 @@ def test_an_em_changes_the_engagement_manager_by_name_and_salesforce_gets_the_us
         headers={"HX-Request": "true"},
     )
     assert response.status_code == 200 and "Tom Becker" in response.content.decode()
-    assert SalesforceWrite.objects.get().changes == {"engagement_manager": "005000000000077AAA"}
+    assert SalesforceWrite.objects.get().changes == {"engagement_manager": "005000000000077XYZ"}
 
 
 @pytest.mark.parametrize(
@@ -147,3 +154,16 @@ def test_the_em_filter_offers_people_by_name(reader_client):
     html = reader_client.get("/opportunities/").content.decode()
     assert '<option value="praman">Priya Raman</option>' in html
     assert reader_client.get("/opportunities/?engagement_manager=praman").status_code == 200
+
+
+def test_the_table_downloads_as_csv_with_the_pages_filters(reader_client):
+    OpportunityFactory(name="Acme - Migration", em_confidence="Green")
+    OpportunityFactory(name="Globex - Upgrade", em_confidence="Red", em_confidence_rationale="No budget")
+    OpportunityFactory(name="Closed deal", em_confidence="Red", is_closed=True)
+
+    page = reader_client.get("/opportunities/?em_confidence=Red").content.decode()
+    response = reader_client.get("/opportunities/?em_confidence=Red&csv=1")
+
+    assert 'href="?em_confidence=Red&amp;csv=1"' in page
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [(row["Opportunity"], row["EM confidence"]) for row in rows] == [("Globex - Upgrade", "Red")]

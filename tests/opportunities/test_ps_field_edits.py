@@ -34,9 +34,9 @@ def test_confidence_change_is_saved_queued_and_recorded(em_user):
 
 
 def test_engagement_manager_is_sent_as_the_salesforce_user_id(em_user):
-    em = EngagementManagerFactory(salesforce_user_id="005000000000042AAA")
+    em = EngagementManagerFactory(salesforce_user_id="005000000000042XYZ")
     write = update_ps_fields(opportunity=OpportunityFactory(), actor=em_user, engagement_manager=em)
-    assert write.changes == {"engagement_manager": "005000000000042AAA"}
+    assert write.changes == {"engagement_manager": "005000000000042XYZ"}
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import pytest
+import time_machine
 
 from psplan.fiscal import FiscalQuarter, add_months, quarter_sort_key
 
@@ -95,3 +96,53 @@ def test_quarters_step_across_fiscal_years_and_sort_chronologically():
 )
 def test_calendar_month_arithmetic_clamps_to_month_end(start, months, expected):
     assert add_months(start, months) == expected
+
+
+@pytest.mark.parametrize(
+    ("code", "by", "expected"),
+    [
+        ("Q425", 1, "Q126"),
+        ("Q126", -1, "Q425"),
+        ("Q227", -8, "Q225"),
+        ("Q101", -1, "Q400"),
+        ("Q325", 0, "Q325"),
+        ("Q325", 6, "Q127"),
+    ],
+)
+def test_shifting_a_quarter_crosses_fiscal_years(code, by, expected):
+    assert FiscalQuarter.parse(code).shifted(by).code == expected
+
+
+def test_a_series_ends_with_its_quarter_and_runs_oldest_first():
+    series = FiscalQuarter.parse("Q227").ending_series(9)
+    assert [q.code for q in series] == [
+        "Q225", "Q325", "Q425", "Q126", "Q226", "Q326", "Q426", "Q127", "Q227",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("start_month", "today", "code", "first", "last"),
+    [
+        (2, date(2026, 11, 29), "Q427", date(2026, 11, 1), date(2027, 1, 31)),
+        (2, date(2027, 2, 1), "Q128", date(2027, 2, 1), date(2027, 4, 30)),
+        (1, date(2026, 11, 29), "Q426", date(2026, 10, 1), date(2026, 12, 31)),
+        (7, date(2026, 7, 1), "Q127", date(2026, 7, 1), date(2026, 9, 30)),
+    ],
+)
+def test_current_quarter_follows_todays_date_and_the_start_month(
+    settings, start_month, today, code, first, last
+):
+    settings.PSPLAN_FISCAL_YEAR_START_MONTH = start_month
+    with time_machine.travel(datetime(today.year, today.month, today.day, 12, tzinfo=UTC), tick=False):
+        quarter = FiscalQuarter.current()
+    assert (quarter.code, quarter.first_day(), quarter.last_day()) == (code, first, last)
+
+
+def test_a_quarter_starts_and_ends_at_local_midnight(settings):
+    settings.TIME_ZONE = "America/New_York"
+    quarter = FiscalQuarter.parse("Q427")
+    starts, ends = quarter.starts_at(start_month=2), quarter.ends_at(start_month=2)
+    assert (starts.isoformat(), ends.isoformat()) == (
+        "2026-11-01T00:00:00-04:00",
+        "2027-02-01T00:00:00-05:00",
+    )

@@ -70,6 +70,7 @@ def test_debug_mode_starts_with_zero_configuration():
         ("PSPLAN_API_TOKEN_FAILURE_RATE", "twenty"),
         ("PSPLAN_API_THROTTLE_RATE", "6000"),
         ("OIDC_OP_TOKEN_ENDPOINT", "idp.example.com/token"),
+        ("PSPLAN_CURRENCY", "dollars"),
     ],
 )
 def test_bad_values_are_refused_naming_the_variable(variable, value):
@@ -82,3 +83,14 @@ def test_bad_values_are_refused_naming_the_variable(variable, value):
 def test_integrations_are_off_without_credentials(settings):
     assert settings.GITLAB_ENABLED is False
     assert settings.SALESFORCE_ENABLED is False
+
+
+@pytest.mark.django_db
+def test_postgresql_connections_run_without_the_jit_compiler():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL setting; bin/test runs the suite on PostgreSQL")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone() == ("off",)

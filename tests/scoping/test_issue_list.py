@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import csv
+import io
 from datetime import timedelta
 
 import pytest
@@ -99,3 +101,32 @@ def test_issue_table_query_count_does_not_grow_with_rows(reader_client):
     for _ in range(49):
         ScopingIssueFactory(engagement_manager=EngagementManagerFactory(), opportunity=OpportunityFactory())
     assert _query_count(reader_client, "/issues/") == one_row
+
+
+def _csv(response) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+
+def test_the_table_downloads_as_csv_with_the_pages_filters_and_every_row(reader_client):
+    """Not only the page on screen: every issue the filters keep, with the API's columns."""
+    ScopingIssueFactory.create_batch(60, labels=[SC, "proposal::SOW_WIP", "Segment::SMB"])
+    ScopingIssueFactory(title="=HYPERLINK(1)", labels=[SC, "proposal::SOW_WIP", "Segment::SMB"])
+    ScopingIssueFactory(labels=[SC, "Open", "Segment::SMB"])
+
+    page = reader_client.get("/issues/?stage=SOW_WIP").content.decode()
+    response = reader_client.get("/issues/?stage=SOW_WIP&csv=1")
+
+    assert 'href="?stage=SOW_WIP&amp;csv=1"' in page
+    assert response["Content-Disposition"] == 'attachment; filename="scoping-issues.csv"'
+    header, *rows = _csv(response)
+    assert header[:3] == ["Issue", "Title", "GitLab URL"]
+    assert len(rows) == 61
+    assert {row[header.index("Stage")] for row in rows} == {"SOW_WIP"}
+    assert "'=HYPERLINK(1)" in {row[1] for row in rows}  # a spreadsheet shows it, never runs it
+
+
+def test_a_bad_filter_refuses_the_download_with_the_reason(reader_client):
+    response = reader_client.get("/issues/?stage=Nonsense&csv=1")
+
+    assert response.status_code == 400
+    assert "stage" in response.content.decode()

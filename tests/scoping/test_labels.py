@@ -215,3 +215,190 @@ def test_combined_changes_never_add_what_the_other_removes():
         add=("b", "c"), remove=("a",)
     )
     assert combined == labels.LabelChange(add=("c",), remove=("b", "a"))
+
+
+def test_canonical_labels_are_not_reported_as_variants():
+    canonical = [
+        "Open",
+        "proposal::SOW_WIP",
+        "Segment::SMB",
+        "EM_Status::ToDo",
+        "close_qtr::Q323",
+        "Public Sector US",
+        SC,
+    ]
+
+    assert labels.parse_labels(canonical).variants == ()
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind", "message"),
+    [
+        (
+            "proposal::Negotiating",
+            ProblemKind.UNKNOWN_WORKFLOW_LABEL,
+            "'proposal::Negotiating' is not a workflow stage",
+        ),
+        (
+            "proposal::Closed",
+            ProblemKind.UNKNOWN_WORKFLOW_LABEL,
+            "'proposal::Closed' is not a workflow stage",
+        ),
+        ("Segment::Ent_LATAM", ProblemKind.UNKNOWN_SEGMENT, "'Segment::Ent_LATAM' is not a known segment"),
+        ("EM_Status::Blocked", ProblemKind.UNKNOWN_EM_STATUS, "'EM_Status::Blocked' is not Waiting or ToDo"),
+        (
+            "close_qtr::Q3-23",
+            ProblemKind.MALFORMED_CLOSE_QTR,
+            "'close_qtr::Q3-23' is not like close_qtr::Q323",
+        ),
+    ],
+)
+def test_a_label_that_cannot_be_understood_is_named_in_a_problem_saying_what_is_wrong(raw, kind, message):
+    (problem,) = labels.parse_labels([SC, raw]).problems
+
+    assert (problem.kind, problem.labels, problem.message) == (kind, (raw,), message)
+
+
+def test_conflicting_labels_are_named_together_in_one_problem():
+    (problem,) = labels.parse_labels(["Segment::SMB", "Ent_EMEA"]).problems
+
+    assert problem.labels == ("Segment::SMB", "Ent_EMEA")
+    assert problem.message == "'Segment::SMB', 'Ent_EMEA' conflict"
+
+
+def test_of_two_close_quarters_the_later_fiscal_quarter_wins_not_the_larger_string():
+    parsed = labels.parse_labels(["close_qtr::Q424", "close_qtr::Q125"])
+
+    assert parsed.close_qtr == "Q125"  # Q1 of FY2025 comes after Q4 of FY2024
+
+
+# (labels, state, expected (kind, message) pairs)
+STATE_PROBLEM_CASES = [
+    (
+        ["proposal::Closed_Won"],
+        IssueState.OPENED,
+        [
+            (ProblemKind.MISSING_CLOSE_QTR, "Won or lost, but no close_qtr label"),
+            (ProblemKind.OUTCOME_ON_OPEN_ISSUE, "Won or lost, but the issue is open"),
+        ],
+    ),
+    (
+        ["proposal::Closed_Lost"],
+        IssueState.CLOSED,
+        [
+            (ProblemKind.MISSING_CLOSE_QTR, "Won or lost, but no close_qtr label"),
+        ],
+    ),
+    (
+        ["proposal::Closed_Won", "close_qtr::Q323"],
+        IssueState.OPENED,
+        [
+            (ProblemKind.OUTCOME_ON_OPEN_ISSUE, "Won or lost, but the issue is open"),
+        ],
+    ),
+    (["proposal::Closed_Lost", "close_qtr::Q323"], IssueState.CLOSED, []),
+    (["proposal::SOW_WIP"], IssueState.OPENED, []),  # no outcome: no close_qtr needed while open
+    (["proposal::SOW_WIP"], IssueState.CLOSED, []),
+    ([SC], IssueState.CLOSED, []),
+    (["Open", "close_qtr::Q323"], IssueState.OPENED, []),
+]
+
+
+@pytest.mark.parametrize(("raw", "state", "expected"), STATE_PROBLEM_CASES)
+def test_an_outcome_needs_a_close_qtr_and_a_closed_issue_and_nothing_else_does(raw, state, expected):
+    found = labels.state_problems(labels.parse_labels(raw), state)
+
+    assert [(problem.kind, problem.message) for problem in found] == expected
+    assert all(problem.labels == () for problem in found)
+
+
+@pytest.mark.parametrize(
+    ("change", "is_a_change"),
+    [
+        (labels.LabelChange(), False),
+        (labels.LabelChange(add=("Segment::SMB",)), True),
+        (labels.LabelChange(remove=("Segment::SMB",)), True),
+        (labels.LabelChange(add=("Segment::SMB",), remove=("Ent_EMEA",)), True),
+    ],
+)
+def test_a_change_that_only_adds_or_only_removes_is_still_a_change(change, is_a_change):
+    assert bool(change) is is_a_change
+
+
+@pytest.mark.parametrize(
+    ("change_for", "current", "expected_removal"),
+    [
+        (labels.change_for_em_status, [SC, "EM_Status::Waiting"], "EM_Status::Waiting"),
+        (labels.change_for_close_qtr, [SC, "close_qtr:q323"], "close_qtr:q323"),
+        (labels.change_for_segment, [SC, "Ent_East"], "Ent_East"),
+    ],
+)
+@pytest.mark.parametrize("nothing", [None, ""])
+def test_clearing_a_family_removes_its_label_and_adds_nothing(change_for, current, expected_removal, nothing):
+    assert change_for(current, nothing) == labels.LabelChange(remove=(expected_removal,))
+
+
+@pytest.mark.parametrize(
+    ("label", "may_be_created"),
+    [
+        ("close_qtr::Q125", True),
+        ("close_qtr::Q499", True),
+        ("close_qtr:Q125", False),  # a variant: PS Plan writes only canonical labels
+        ("close_qtr::q125", False),
+        ("close_qtr::Q3-23", False),
+        ("Segment::SMB", False),  # canonical, but every other family's labels exist already
+        ("proposal::Closed_Won", False),
+        ("Open", False),
+        ("type::bug", False),
+    ],
+)
+def test_only_a_canonical_close_qtr_label_counts_as_a_new_quarters_label(label, may_be_created):
+    assert labels.is_new_quarter_label(label) is may_be_created
+
+
+# (labels the issue has now, what the writes want, labels to add, labels to remove)
+INTENT_CASES = [
+    ([SC, "Open"], {}, (), ()),
+    ([SC, "Open"], {"stage": "SOW_WIP"}, ("proposal::SOW_WIP",), ("Open",)),
+    ([SC, "proposal::SOW_WIP"], {"stage": "SOW_WIP"}, (), ()),
+    ([SC, "proposal::SOW_WIP"], {"stage": "Closed"}, (), ("proposal::SOW_WIP",)),
+    ([SC, "Ent_East"], {"segment": "SMB"}, ("Segment::SMB",), ("Ent_East",)),
+    ([SC, "Segment::SMB"], {"segment": None}, (), ("Segment::SMB",)),
+    ([SC], {"em_status": "ToDo"}, ("EM_Status::ToDo",), ()),
+    ([SC, "EM_Status::ToDo"], {"em_status": None}, (), ("EM_Status::ToDo",)),
+    ([SC, "close_qtr::Q3-23"], {"close_qtr": "Q225"}, ("close_qtr::Q225",), ("close_qtr::Q3-23",)),
+    ([SC, "close_qtr::Q225"], {"close_qtr": None}, (), ("close_qtr::Q225",)),
+    (
+        [SC, "proposal::SOW_WIP", "close_qtr::Q125", "customer-x"],
+        {"stage": "Closed_Lost", "close_qtr": "Q225", "state": "closed"},
+        ("proposal::Closed_Lost", "close_qtr::Q225"),
+        ("proposal::SOW_WIP", "close_qtr::Q125"),
+    ),
+    # Only the families the intent names are touched, whatever the others say.
+    (
+        [SC, "proposal::Bogus", "Segment::Ent_LATAM", "EM_Status::Waiting", "close_qtr::Q3-23"],
+        {"segment": "SMB"},
+        ("Segment::SMB",),
+        ("Segment::Ent_LATAM",),
+    ),
+    ([SC, "Open"], {"state": "closed", "assignee_ids": [7]}, (), ()),
+]
+
+
+@pytest.mark.parametrize(("current", "intent", "add", "remove"), INTENT_CASES)
+def test_a_queued_intent_becomes_the_smallest_change_against_the_labels_of_the_moment(
+    current, intent, add, remove
+):
+    change = labels.change_for_intent(current, intent)
+
+    assert change == labels.LabelChange(add=add, remove=remove)
+
+
+def test_an_intent_reads_labels_given_once_as_an_iterator():
+    change = labels.change_for_intent(
+        iter([SC, "Open", "EM_Status::Waiting"]), {"stage": "SOW_WIP", "em_status": "ToDo"}
+    )
+
+    assert change == labels.LabelChange(
+        add=("proposal::SOW_WIP", "EM_Status::ToDo"), remove=("Open", "EM_Status::Waiting")
+    )

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
 import pytest
 import time_machine
+from django.db.models.signals import post_save
 
 from opportunities.choices import SyncKind, SyncStatus
-from opportunities.models import SyncRun
+from opportunities.models import Opportunity, SyncRun
 from scoping.choices import IssueState, Stage
 from scoping.models import GitLabWrite, RuleAction, ScopingIssue
 from scoping.rules import apply_rules
@@ -109,10 +113,12 @@ def test_an_open_issue_already_marked_won_is_only_given_its_close_qtr_and_closed
 def test_an_issue_in_the_closed_column_gets_the_outcome_without_being_closed_again():
     decided_issue(won=False, close_date=date(2024, 12, 5), labels=[SC], state=IssueState.CLOSED)
 
-    apply_rules()
+    result = apply_rules()
 
     write = GitLabWrite.objects.get()
     assert write.intent == {"stage": "Closed_Lost", "close_qtr": "Q425"}
+    assert "closed lost on 2024-12-05" in write.note
+    assert (result.counts["closed"], result.counts["comments"]) == (0, 1)
 
 
 def test_two_workflow_labels_are_replaced_by_the_one_outcome():
@@ -217,3 +223,150 @@ def test_a_removed_issue_is_left_alone():
     decided_issue(won=True, removed_at=NOW)
 
     assert apply_rules().changes == []
+
+
+def test_the_comment_names_the_opportunity_its_outcome_and_the_day_it_closed(settings):
+    settings.SALESFORCE_INSTANCE_URL = "https://acme.my.salesforce.com"
+    issue = decided_issue(won=True)
+    opportunity = issue.opportunity
+
+    apply_rules()
+
+    assert GitLabWrite.objects.get().note == (
+        "PS Plan marked this issue proposal::Closed_Won: its Salesforce opportunity "
+        f"[{opportunity.name}](https://acme.my.salesforce.com/lightning/r/Opportunity/"
+        f"{opportunity.salesforce_id}/view) closed won on 2025-03-03."
+    )
+    assert RuleAction.objects.get().reason == f"{opportunity.salesforce_id}:2025-03-03"
+
+
+def test_a_close_qtr_set_before_the_outcome_gives_way_to_the_quarter_of_the_close_date():
+    decided_issue(won=True, labels=[SC, "proposal::SOW_WIP", "close_qtr::Q124"])
+
+    apply_rules()
+
+    assert GitLabWrite.objects.get().intent == {"stage": "Closed_Won", "close_qtr": "Q126", "state": "closed"}
+
+
+def test_an_outcome_with_an_unrelated_label_problem_still_counts_as_done():
+    labels = [SC, "proposal::Closed_Won", "close_qtr::Q225", "Segment::Ent_LATAM"]
+    issue = decided_issue(won=True, labels=labels, state=IssueState.CLOSED)
+
+    result = apply_rules()
+
+    assert not GitLabWrite.objects.exists()
+    assert [change.iid for change in result.already_done] == [issue.iid]
+
+
+def test_a_closed_opportunity_without_a_close_date_gets_its_outcome_but_no_close_qtr():
+    issue = decided_issue(won=False, close_date=None)
+
+    apply_rules()
+
+    assert GitLabWrite.objects.get().intent == {"stage": "Closed_Lost", "state": "closed"}
+    assert RuleAction.objects.get().reason == f"{issue.opportunity.salesforce_id}:"
+
+
+@pytest.mark.parametrize("limit", [0, -3])
+def test_a_limit_of_zero_or_less_changes_nothing_and_holds_every_firing_back(limit):
+    decided_issue(won=True)
+
+    result = apply_rules(limit=limit)
+
+    assert (result.changes, len(result.held_back), result.cap) == ([], 1, 0)
+    assert not GitLabWrite.objects.exists() and not RuleAction.objects.exists()
+
+
+def test_a_run_stopped_by_the_cap_says_so_in_the_log(settings, caplog):
+    settings.PSPLAN_MAX_AUTO_CLOSES_PER_RUN = 1
+    decided_issue(won=True)
+    decided_issue(won=False)
+
+    with caplog.at_level(logging.WARNING, logger="scoping.rules"):
+        apply_rules()
+
+    assert "Closing rules stopped at the cap of 1; 1 wait" in caplog.messages
+
+
+def test_without_write_back_the_rules_change_the_issue_here_and_queue_nothing_for_gitlab():
+    issue = decided_issue(won=True)
+
+    (change,) = apply_rules(write_back=False).changes
+
+    assert change.iid == issue.iid
+    issue.refresh_from_db()
+    assert (issue.stage, issue.state, issue.close_qtr) == (Stage.CLOSED_WON, IssueState.CLOSED, "Q126")
+    assert RuleAction.objects.filter(issue=issue).exists()
+    assert not GitLabWrite.objects.exists()
+
+
+# --- Someone acts while a run is under way: each firing is planned again on the locked row ----------
+
+
+@contextmanager
+def meanwhile(act: Callable[[], object]) -> Iterator[None]:
+    """Does `act` as the run starts applying what it planned, as another person or process would."""
+
+    def on_run_recorded(sender, instance, created, **kwargs):
+        if created and instance.kind == SyncKind.RULES:
+            act()
+
+    post_save.connect(on_run_recorded, sender=SyncRun, weak=False)
+    try:
+        yield
+    finally:
+        post_save.disconnect(on_run_recorded, sender=SyncRun)
+
+
+def test_an_opportunity_reopened_while_the_rules_run_leaves_its_issue_alone():
+    issue = decided_issue(won=True)
+
+    with meanwhile(lambda: Opportunity.objects.update(is_closed=False, is_won=False)):
+        result = apply_rules()
+
+    assert result.changes == [] and result.run.counts["won"] == 0
+    assert not GitLabWrite.objects.exists() and not RuleAction.objects.exists()
+    issue.refresh_from_db()
+    assert issue.state == IssueState.OPENED
+
+
+def test_an_opportunity_closed_again_on_another_day_while_the_rules_run_fires_on_the_next_run():
+    issue = decided_issue(won=True)
+    new_day = date(2025, 2, 14)
+
+    with meanwhile(lambda: Opportunity.objects.update(close_date=new_day)):
+        assert apply_rules().changes == []
+
+    (change,) = apply_rules().changes
+    assert change.reason == f"{issue.opportunity.salesforce_id}:2025-02-14"
+    assert GitLabWrite.objects.get().intent["close_qtr"] == "Q126"
+
+
+def test_an_opportunity_that_turned_from_won_to_lost_while_the_rules_run_fires_on_the_next_run():
+    decided_issue(won=True)
+
+    with meanwhile(lambda: Opportunity.objects.update(is_won=False)):
+        assert apply_rules().changes == []
+
+    (change,) = apply_rules().changes
+    assert change.rule == "opportunity_lost"
+
+
+def test_an_issue_deleted_while_the_rules_run_is_skipped():
+    issue = decided_issue(won=True)
+
+    with meanwhile(lambda: ScopingIssue.objects.filter(pk=issue.pk).delete()):
+        result = apply_rules()
+
+    assert result.changes == [] and not RuleAction.objects.exists()
+
+
+def test_a_firing_another_run_recorded_meanwhile_is_neither_recorded_nor_written_twice():
+    issue = decided_issue(won=True)
+    reason = f"{issue.opportunity.salesforce_id}:2025-03-03"
+
+    with meanwhile(lambda: RuleAction.objects.create(issue=issue, rule="opportunity_won", reason=reason)):
+        result = apply_rules()
+
+    assert result.changes == [] and result.run.counts["won"] == 0
+    assert RuleAction.objects.count() == 1 and not GitLabWrite.objects.exists()

@@ -11,6 +11,7 @@ from scoping.choices import IssueState, Stage
 from scoping.models import GitLabWrite, RuleAction, ScopingIssue
 from scoping.rules import apply_rules
 from tests.factories import EngagementManagerFactory, OpportunityFactory, ScopingIssueFactory
+from tests.scoping.test_rules import meanwhile
 
 pytestmark = pytest.mark.django_db
 SC = "Services Calculator"
@@ -126,6 +127,9 @@ def test_an_em_who_reopens_an_auto_closed_issue_restarts_the_clock(frozen_clock)
     # The labels still said Closed_Lost with a close_qtr: only the state needed changing.
     assert (change.add_labels, change.remove_labels) == ((), ())
     assert RuleAction.objects.filter(issue=issue).count() == 2
+    closing_again = GitLabWrite.objects.latest("pk")
+    assert closing_again.intent == {"state": "closed"}
+    assert "no activity since 2024-06-20" in closing_again.note
 
 
 def test_rerunning_the_stale_rule_writes_nothing_even_before_gitlab_has_the_close():
@@ -203,3 +207,51 @@ def test_a_firing_gitlab_refused_is_tried_again_after_an_hour_not_on_every_run(f
     assert GitLabWrite.objects.filter(status="pending").count() == 1
     assert RuleAction.objects.filter(issue=issue).count() == 1
     assert apply_rules().changes == []  # the new write is pending, not refused
+
+
+def test_the_comment_says_why_the_issue_was_closed_and_how_to_undo_it():
+    quiet_issue(datetime(2024, 4, 10, 8, 0, tzinfo=UTC))
+
+    apply_rules()
+
+    assert GitLabWrite.objects.get().note == (
+        "PS Plan closed this issue as proposal::Closed_Lost (close_qtr::Q225): it has had no activity since "
+        "2024-04-10, and the team counts a scoping issue with no activity for 2 months as lost.\n\n"
+        "Still active? Reopen this issue: your reopen counts as activity and restarts the clock. "
+        "To keep a quiet issue open, set “keep open until” on it in PS Plan."
+    )
+
+
+def test_a_quiet_issue_whose_opportunity_is_still_open_is_closed_by_the_clock():
+    issue = quiet_issue(datetime(2024, 4, 10, tzinfo=UTC), opportunity=OpportunityFactory())
+
+    (change,) = apply_rules().changes
+
+    assert (change.iid, change.rule) == (issue.iid, "stale")
+
+
+def test_issues_going_stale_are_flagged_quietest_first_with_or_without_an_em():
+    em = EngagementManagerFactory(gitlab_username="praman")
+    later = quiet_issue(datetime(2024, 4, 25, tzinfo=UTC), engagement_manager=em)
+    sooner = quiet_issue(datetime(2024, 4, 20, tzinfo=UTC))
+    decided = OpportunityFactory(is_closed=True, is_won=True, close_date=date(2024, 6, 1))
+    quiet_issue(
+        datetime(2024, 4, 22, tzinfo=UTC), opportunity=decided
+    )  # its opportunity decides, not the clock
+
+    flags = apply_rules(dry_run=True).going_stale
+
+    assert [(flag.iid, flag.engagement_manager) for flag in flags] == [
+        (sooner.iid, ""),
+        (later.iid, "praman"),
+    ]
+
+
+def test_an_issue_with_activity_while_the_rules_run_is_left_open():
+    issue = quiet_issue(datetime(2024, 4, 10, tzinfo=UTC))
+
+    with meanwhile(lambda: ScopingIssue.objects.filter(pk=issue.pk).update(last_activity_at=NOW)):
+        result = apply_rules()
+
+    assert result.changes == [] and result.run.counts["stale"] == 0
+    assert not GitLabWrite.objects.exists() and not RuleAction.objects.exists()

@@ -16,7 +16,7 @@ from scoping import services
 from scoping.choices import IssueState, Stage
 from scoping.gitlab_sync import sync_issues
 from scoping.models import GitLabWrite, ScopingIssue
-from scoping.write_back import deliver_gitlab_writes
+from scoping.write_back import deliver_gitlab_writes, state_event
 from tests.factories import EngagementManagerFactory
 from tests.scoping.conftest import GITLAB_PROJECT_ID, SCOPING, recently, seed
 
@@ -152,14 +152,17 @@ def test_a_label_missing_from_the_project_fails_the_write_and_is_never_created(
     write.refresh_from_db()
     assert write.status == WriteStatus.FAILED
     assert write.failed_at is not None
-    assert "'EM_Status::Waiting' does not exist" in write.last_error
-    assert "PS Plan creates only new close_qtr labels" in write.last_error
+    assert write.last_error == (
+        "Label 'EM_Status::Waiting' does not exist in the GitLab project; PS Plan creates only new close_qtr "
+        "labels. Create it in GitLab, then make the change again."
+    )
     assert gitlab_on.count_requests("PUT") == 0
     assert gitlab_on.created_labels == []
     mirrored.refresh_from_db()
     assert mirrored.labels == [SCOPING, "proposal::Strawman_WIP"]  # back to what GitLab has
     assert mirrored.em_status == ""
-    assert SyncRun.objects.get(kind=SyncKind.GITLAB_OUTBOX).status == SyncStatus.FAILED
+    run = SyncRun.objects.get(kind=SyncKind.GITLAB_OUTBOX)
+    assert (run.status, run.error) == (SyncStatus.FAILED, f"#{mirrored.iid}: {write.last_error}")
 
 
 def test_a_missing_label_that_differs_only_in_case_is_named_in_the_error(gitlab_on, gitlab_client, mirrored):
@@ -229,6 +232,7 @@ def test_a_delivery_run_costs_one_read_of_the_issues_one_of_the_labels_and_a_put
     assert gitlab_on.request_count == 30 + 30 + 3
     run = SyncRun.objects.get(kind=SyncKind.GITLAB_OUTBOX)
     assert run.counts == {"delivered": 30, "failed": 0, "retrying": 0, "requests": 63}
+    assert (run.status, run.error) == (SyncStatus.SUCCEEDED, "")
 
 
 def test_more_than_a_batch_reads_issues_a_hundred_at_a_time(gitlab_on, gitlab_client):
@@ -255,6 +259,8 @@ def test_an_outage_then_recovery_delivers_the_write_exactly_once(gitlab_on, gitl
     assert (write.status, write.attempts) == (WriteStatus.PENDING, 1)
     assert "503" in write.last_error
     assert write.next_attempt_at > timezone.now() + timedelta(seconds=10)
+    run = SyncRun.objects.get(kind=SyncKind.GITLAB_OUTBOX)
+    assert run.error == f"#{mirrored.iid}: {write.last_error} (attempt 1, retrying)"
     mirrored.refresh_from_db()
     assert mirrored.stage == Stage.SOW_WIP  # the edit stays visible while it waits
 
@@ -480,3 +486,153 @@ def test_a_run_with_nothing_due_leaves_no_record_and_sends_nothing(gitlab_on, gi
     assert deliver_gitlab_writes(client=gitlab_client) == {}
     assert gitlab_on.request_count == 0
     assert not SyncRun.objects.filter(kind=SyncKind.GITLAB_OUTBOX).exists()
+
+
+@pytest.mark.parametrize(
+    ("wanted", "state", "event"),
+    [
+        ("closed", "opened", "close"),
+        ("opened", "closed", "reopen"),
+        ("closed", "closed", None),
+        ("opened", "opened", None),
+        (None, "opened", None),
+        (None, "closed", None),
+    ],
+)
+def test_the_state_is_sent_only_when_gitlab_does_not_have_it_already(wanted, state, event):
+    assert state_event(wanted, state) == event
+
+
+def queue_write(issue: ScopingIssue, intent: dict, note: str = "") -> GitLabWrite:
+    return GitLabWrite.objects.create(issue=issue, intent=intent, note=note, source="page")
+
+
+def test_an_issue_ps_plan_reopens_is_reopened_on_gitlab(gitlab_on, gitlab_client, mirrored):
+    queue_write(mirrored, {"state": "closed"})
+    deliver(gitlab_client)
+    queue_write(mirrored, {"state": "opened"})
+
+    assert deliver(gitlab_client) == 1
+
+    assert [put.body for put in puts(gitlab_on, mirrored.iid)] == [
+        {"state_event": "close"},
+        {"state_event": "reopen"},
+    ]
+    assert gitlab_on.issue(mirrored.iid)["state"] == "opened"
+
+
+def test_assigning_the_engagement_manager_gitlab_already_shows_sends_nothing(
+    gitlab_on, gitlab_client, mirrored
+):
+    user = gitlab_on.add_user("priya")
+    gitlab_on.edit_issue(mirrored.iid, assignees=["priya"], when=recently(days=19))
+    queue_write(mirrored, {"assignee_ids": [user["id"]]})
+
+    assert deliver(gitlab_client) == 1
+
+    assert puts(gitlab_on, mirrored.iid) == []
+
+
+def test_a_comment_alone_is_posted_without_a_put_and_is_not_activity(gitlab_on, gitlab_client, mirrored):
+    before = mirrored.last_activity_at
+    queue_write(mirrored, {}, note="The customer asked for a second estimate.")
+
+    assert deliver(gitlab_client) == 1
+    sync_issues(full=True, client=gitlab_client)
+
+    assert puts(gitlab_on, mirrored.iid) == []
+    assert comments(gitlab_on, mirrored.iid) == ["The customer asked for a second estimate."]
+    mirrored.refresh_from_db()
+    assert mirrored.last_activity_at == before
+
+
+def test_an_earlier_ps_plan_comment_is_not_taken_for_the_one_being_retried(
+    gitlab_on, gitlab_client, mirrored
+):
+    gitlab_on.add_note(mirrored.iid, "Closed as lost: no activity for 2 months.", when=recently(days=19))
+    write = queue_rule_close(mirrored, note="Closed as won: the opportunity closed.")
+    gitlab_on.fail_next(503, times=100, method="POST", path=f"{ISSUES}/{mirrored.iid}/notes")
+    deliver(gitlab_client)
+    gitlab_on.clear_faults()
+    make_due()
+
+    assert deliver(gitlab_client) == 1
+
+    assert comments(gitlab_on, mirrored.iid) == ["Closed as lost: no activity for 2 months.", write.note]
+
+
+def test_without_a_budget_each_write_is_tried_once_per_run(gitlab_on, mirrored, settings):
+    settings.GITLAB_MAX_RETRIES = 2
+    write = services.set_issue_stage(issue=mirrored, stage=Stage.SOW_WIP, actor=None)
+    gitlab_on.fail_next(503, method="PUT")
+
+    assert deliver_gitlab_writes() == {"delivered": 0, "failed": 0, "retrying": 1}
+
+    assert len(puts(gitlab_on, mirrored.iid)) == 1
+    write.refresh_from_db()
+    assert (write.status, write.attempts) == (WriteStatus.PENDING, 1)
+
+
+def mirrored_issues(server, client, count: int) -> list[ScopingIssue]:
+    iids = seed(server, count, start=recently(days=20), labels=[SCOPING, "proposal::Strawman_WIP"])
+    sync_issues(full=True, client=client)
+    server.reset_requests()
+    return list(ScopingIssue.objects.filter(iid__in=iids).order_by("iid"))
+
+
+@pytest.mark.parametrize(
+    ("failing", "tried", "delivered"),
+    [
+        ([0, 1, 2], 3, 0),  # three in a row: GitLab is in trouble, the other two wait untried
+        ([0, 1, 3, 4], 5, 1),  # never three in a row: every write is tried
+    ],
+)
+def test_three_writes_failing_in_a_row_end_the_run(gitlab_on, gitlab_client, failing, tried, delivered):
+    issues = mirrored_issues(gitlab_on, gitlab_client, 5)
+    for issue in issues:
+        services.set_issue_em_status(issue=issue, em_status="ToDo", actor=None)
+    for index in failing:
+        gitlab_on.fail_next(503, times=100, method="PUT", path=f"{ISSUES}/{issues[index].iid}")
+
+    counts = deliver_gitlab_writes()
+
+    assert gitlab_on.count_requests("PUT") == tried
+    assert counts == {"delivered": delivered, "failed": 0, "retrying": 5 - delivered}
+
+
+def test_an_edit_conflict_is_tried_again_later_not_refused(gitlab_on, gitlab_client, mirrored):
+    write = services.set_issue_stage(issue=mirrored, stage=Stage.SOW_WIP, actor=None)
+    gitlab_on.fail_next(409, method="PUT", message="409 Conflict - Resource lock")
+
+    assert deliver_gitlab_writes(client=gitlab_client) == {"delivered": 0, "failed": 0, "retrying": 1}
+
+    write.refresh_from_db()
+    assert (write.status, write.attempts) == (WriteStatus.PENDING, 1)
+    assert "Resource lock" in write.last_error
+    mirrored.refresh_from_db()
+    assert mirrored.stage == Stage.SOW_WIP
+
+
+def test_a_write_that_cannot_be_worked_out_is_kept_and_retried_with_its_error_named(
+    gitlab_on, gitlab_client, mirrored
+):
+    write = queue_write(mirrored, {"segment": "Ent_LATAM"})
+
+    assert deliver_gitlab_writes(client=gitlab_client) == {"delivered": 0, "failed": 0, "retrying": 1}
+
+    write.refresh_from_db()
+    assert write.status == WriteStatus.PENDING
+    assert write.last_error == "ValueError: 'Ent_LATAM' is not a valid Segment"
+    assert puts(gitlab_on, mirrored.iid) == []
+
+
+def test_an_edit_reaches_gitlab_when_its_transaction_commits_in_one_run(
+    gitlab_on, mirrored, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        services.set_issue_stage(issue=mirrored, stage=Stage.SOW_WIP, actor=None)
+        services.set_issue_segment(issue=mirrored, segment=Segment.SMB, actor=None)
+
+    assert gitlab_on.issue(mirrored.iid)["labels"] == sorted([SCOPING, "proposal::SOW_WIP", "Segment::SMB"])
+    assert SyncRun.objects.filter(kind=SyncKind.GITLAB_OUTBOX).count() == 1
+    assert not GitLabWrite.objects.exclude(status=WriteStatus.DELIVERED).exists()
