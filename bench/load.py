@@ -6,7 +6,15 @@ Starts a throwaway PostgreSQL on 127.0.0.1 (as bin/test does) and fills it with 
 scoping issues and 10,000 opportunities, 60 EMs with territories. Serves PS Plan with gunicorn (2 sync
 workers, production settings with DEBUG off, plain HTTP) on 127.0.0.1, and drives it with locust used as a
 library: 40 EMs and 10 leaders each sign in once on /login/, then ask for page after page with no pause
-(a closed loop, so throughput is what the server manages):
+(a closed loop, so throughput is what the server manages).
+
+The server runs as production does, on plain HTTP: a fresh random DJANGO_SECRET_KEY of 79 characters (the
+production check refuses short or plain keys), DJANGO_HTTPS=0 (else every request is redirected to HTTPS),
+django-axes on, the JSON request log at INFO. Everyone signs in through the real /login/ form with the right
+password, so axes is left as production configures it: it counts only failed sign-ins (and resets on
+success), so 50 sign-ins from 127.0.0.1 lock nothing. A failed sign-in stops the run, and its database is
+thrown away, so no lockout outlives it. API requests send a django-rest-knox token (`Authorization: Token
+…`) made by psplan.tokens.create_token, and no cookie.
 
 1. warm-up, 10 s, not counted;
 2. the full mix for --seconds: boards (one EM's and all EMs'), triage, My work, the issue list, issue
@@ -15,9 +23,10 @@ library: 40 EMs and 10 leaders each sign in once on /login/, then ask for page a
 
 A phase also ends after --max-requests requests, and every request in flight finishes before the next
 phase begins, so each phase's throughput is its own requests over its own time. Prints, per phase and
-endpoint: throughput, p50 and p99 as the client saw them, errors (anything but 200), response size, and from
-the server's request log its own median time and share of the workers' time; then the CPU each process
-spent. Ends with `load_requests`, `load_errors`, `load_p50_ms`, `load_p99_ms`, `load_p99_over_p50` and
+endpoint: throughput, p50 and p99 as the client saw them, errors (anything but 200: every endpoint answers
+a signed-in person 200, so even a redirect means something went wrong, e.g. a sign-out), response size,
+and from the server's request log its own median time and share of the workers' time; then the CPU each
+process spent, and the server's log lines that are neither requests nor routine (tracebacks, warnings). Ends with `load_requests`, `load_errors`, `load_p50_ms`, `load_p99_ms`, `load_p99_over_p50` and
 `load_full_vs_light_throughput_ratio` (both phases counted together for the first five).
 """
 
@@ -309,9 +318,14 @@ class ServerLog:
             lines = log.read(end - start).decode(errors="replace").splitlines()
         return [entry for line in lines if (entry := _request_line(line))]
 
-    def other_lines(self, limit: int) -> list[str]:
+    def unusual_lines(self) -> list[str]:
+        """Lines that are neither a request nor routine: tracebacks, warnings, errors."""
         lines = self.path.read_text(errors="replace").splitlines()
-        return [line for line in lines if not _request_line(line)][:limit]
+        return [line for line in lines if not _request_line(line) and not ROUTINE.match(line)]
+
+
+# Gunicorn's start and stop, and django-axes' note of each successful sign-in and its clean-up.
+ROUTINE = re.compile(r"\[[^]]+\] \[\d+\] \[INFO\] |AXES: (Successful login|Cleaned up|Reset|Deleted) ")
 
 
 def _request_line(line: str) -> dict | None:
@@ -562,7 +576,10 @@ def summarise(full: Phase, light: Phase, samples: list[Sample], log: ServerLog) 
     errors = [s for s in counted if s.error]
     if errors:
         print("\nerrors, e.g.:", *sorted({s.error for s in errors})[:5], sep="\n  ")
-        print("server log, other than request lines:", *log.other_lines(40), sep="\n  ")
+    unusual = log.unusual_lines()
+    print(f"\nserver log: {len(unusual)} lines besides requests, sign-ins and gunicorn's own")
+    for line in unusual[:40]:
+        print(f"  {line}")
     times = [s.milliseconds for s in counted]
     p50, p99 = percentile(times, 0.5), percentile(times, 0.99)
     full_rate = sum(1 for s in counted if s.phase == full.name) / full.elapsed
