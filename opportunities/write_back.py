@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.utils import timezone
@@ -42,7 +42,6 @@ from psplan.queue import WriteStatus
 
 # 200 fills whole requests: 8 composites of 25 and one read-back query.
 BATCH = 200
-LEASE = timedelta(minutes=10)  # a worker that dies mid-batch releases its rows after this
 RETRY_BASE, RETRY_CAP = 30.0, 3600.0
 PATIENT_RETRY_BASE, PATIENT_RETRY_CAP = 0.5, 30.0
 
@@ -69,7 +68,7 @@ def deliver_salesforce_writes(*, budget: float = 0.0, client: SalesforceClient |
         client = client or SalesforceClient.from_settings(max_retries=None if budget else 0)
         courier = _Courier(client, counts, patient=budget > 0)
         try:
-            queue.drain(SalesforceWrite, courier.deliver, batch=BATCH, lease=LEASE, budget=budget)
+            queue.drain(SalesforceWrite, courier.deliver, batch=BATCH, budget=budget)
         finally:
             run.counts = record_api_usage(counts, client, courier.error)
         error = rate_limit_error(courier.error) if courier.error else None

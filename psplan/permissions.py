@@ -29,7 +29,21 @@ def engagement_manager_of(user: AbstractBaseUser | AnonymousUser):
 
 # A page asks for the user's role (menus, buttons, guards) and their EM record (navigation, their board
 # and work) several times: both come from one query, kept on the user object, which lives one request.
+# Pages that read every EM anyway read the role with them (scoping.selectors.people) and remember it here.
 _ROLE_ATTRIBUTE = "_psplan_in_engagement_managers_group"
+
+
+def engagement_managers_group_of(user: AbstractBaseUser) -> Exists:
+    """Whether the user is in the engagement managers' group, as an expression to read along other data."""
+    return Exists(Group.objects.filter(user=user.pk, name=ENGAGEMENT_MANAGERS_GROUP))
+
+
+def remember_roles(user: AbstractBaseUser, *, in_engagement_managers_group: bool, engagement_manager) -> None:
+    """Keep the role and EM record read along other data on the user object, for the rest of the request."""
+    user._meta.get_field("engagement_manager").set_cached_value(user, engagement_manager)
+    if engagement_manager is not None:
+        engagement_manager._meta.get_field("user").set_cached_value(engagement_manager, user)
+    setattr(user, _ROLE_ATTRIBUTE, in_engagement_managers_group)
 
 
 def _in_engagement_managers_group(user: AbstractBaseUser) -> bool:

@@ -23,9 +23,10 @@ from typing import TypeVar
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, models, transaction
-from django.db.models import Case, Exists, F, Min, OuterRef, Subquery, When
+from django.db.models import Case, Count, Exists, F, Min, OuterRef, Q, Subquery, When
 from django.utils import timezone
 
+from psplan import heartbeat
 from psplan.audit import ChangeSource
 from psplan.celery import app as celery_app
 
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 # Whatever a server asks for, a write is looked at again within a day.
 MAX_SERVER_DELAY = 24 * 3600
+# A run with a budget looks this often at writes another live run is sending.
+IN_FLIGHT_POLL = 1.0
 # Writes made within this many seconds of each other start one delivery run.
 GATHER_SECONDS = 2
 # The delivery task of each system, started by `deliver_soon`.
@@ -184,7 +187,6 @@ def drain(
     deliver: Callable[[list[W]], bool],
     *,
     batch: int,
-    lease: timedelta,
     budget: float = 0.0,
 ) -> None:
     """Claim and deliver due rows batch by batch until none is due.
@@ -192,11 +194,36 @@ def drain(
     `deliver` sends one claimed batch and records each row's outcome; it returns False when the
     other system is unusable (down, rate limiting), which ends the run at once. With a `budget` in
     seconds, rows that must wait a little are waited for, as long as they come due within it.
+
+    A claim is a lease of PSPLAN_SYNC_LOCK_TTL seconds that this process's heartbeat renews while the
+    run lives: a slow run keeps its rows, and those of a run killed mid-batch come due within the TTL.
     """
+    lease = timedelta(seconds=settings.PSPLAN_SYNC_LOCK_TTL)
+    held: list[str] = []
+
+    def renew() -> None:
+        model.objects.filter(lease_token__in=list(held), status=WriteStatus.PENDING).update(
+            next_attempt_at=timezone.now() + lease
+        )
+
+    with heartbeat.beating(renew):
+        _drain(model, deliver, batch=batch, lease=lease, budget=budget, held=held)
+
+
+def _drain(
+    model: type[W],
+    deliver: Callable[[list[W]], bool],
+    *,
+    batch: int,
+    lease: timedelta,
+    budget: float,
+    held: list[str],
+) -> None:
     deadline = time.monotonic() + budget
     while True:
         writes = claim(model, limit=batch, lease=lease)
         if writes:
+            held.append(writes[0].lease_token)
             if deliver(writes) or budget > 0:
                 continue
             return
@@ -204,10 +231,16 @@ def drain(
         # waits behind an earlier write of its record, and looking again before then would spin.
         now = timezone.now()
         waiting = model.objects.filter(status=WriteStatus.PENDING, next_attempt_at__gt=now)
-        next_due = waiting.aggregate(at=Min("next_attempt_at"))["at"]
-        if next_due is None:
+        soonest = waiting.aggregate(
+            at=Min("next_attempt_at"), in_flight=Count("pk", filter=~Q(lease_token=""))
+        )
+        if soonest["at"] is None:
             return
-        wait = (next_due - now).total_seconds()
+        wait = (soonest["at"] - now).total_seconds()
+        if soonest["in_flight"]:
+            # Another live run (a worker beside a manual sync) is sending them: its lease is renewed for
+            # as long as it lives, but its rows settle any moment now.
+            wait = min(wait, IN_FLIGHT_POLL)
         if time.monotonic() + wait > deadline:
             return
         time.sleep(wait)
@@ -246,8 +279,12 @@ def deliver_soon(system: str) -> None:
 
 
 def _start_delivery(system: str) -> None:
-    celery_app.loader.import_default_modules()  # the tasks modules, as a worker loads them at start
-    task = celery_app.tasks[DELIVERY_TASKS[system]]
+    name = DELIVERY_TASKS[system]
+    if name not in celery_app.tasks:
+        # The tasks modules, as a worker loads them at start. Only once: it runs django.setup() again,
+        # whose logging config silences a Celery worker for good.
+        celery_app.loader.import_default_modules()
+    task = celery_app.tasks[name]
     if celery_app.conf.task_always_eager:
         task.apply()
         return

@@ -404,6 +404,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
     # A request that queues a delivery must not hang on a broker that is down.
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
+    # Sending a task reconnects through kombu's default_channel, which retries for about six seconds by
+    # default: a request would hang that long. One quick retry; the periodic sweep sends what it missed.
+    # (A worker's own reconnection follows broker_connection_max_retries, not these.)
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
 }
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The broker bin/run uses when GitLab or Salesforce is configured: messages are files in the
@@ -472,6 +479,7 @@ except (ValueError, KeyError) as exc:
 DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="ps-plan@localhost")
 # One sync (all systems) at a time: a second one is skipped. The holder renews its lease every quarter
 # of this while it lives; a holder that died frees the lock, and its runs are marked abandoned, after it.
+# A delivery run's claim on the writes it is sending is a lease of the same length, renewed the same way.
 PSPLAN_SYNC_LOCK_TTL = _env_int("PSPLAN_SYNC_LOCK_TTL", 60, low=4, high=3600)
 # `manage.py sync` (and a sync without a broker) retries deliveries that meet 429s, 5xx and timeouts
 # for at most this many seconds before reporting what is still pending.
@@ -496,9 +504,8 @@ GITLAB_BACKOFF_CAP = _env_float("GITLAB_BACKOFF_CAP", 30.0, low=0.0, high=3600.0
 # GitLab's updated_at can lag the change it describes: incremental syncs re-read this many seconds.
 # It must also exceed how long a full listing takes (an issue edited while a full sync pages on).
 GITLAB_SYNC_OVERLAP = _env_int("GITLAB_SYNC_OVERLAP", 600, low=0, high=7 * 86_400)
-# Outbox: a claimed write is someone's for this long; a write GitLab could not take waits
-# base·2ⁿ seconds (at most the cap) and is retried for ever — never lost.
-GITLAB_OUTBOX_LEASE = _env_int("GITLAB_OUTBOX_LEASE", 600, low=30, high=86_400)
+# Outbox: a write GitLab could not take waits base·2ⁿ seconds (at most the cap) and is retried for
+# ever — never lost. (A delivery run's claim on its writes lives as long as its process: see queue.drain.)
 GITLAB_OUTBOX_RETRY_BASE = _env_int("GITLAB_OUTBOX_RETRY_BASE", 30, low=1, high=3600)
 GITLAB_OUTBOX_RETRY_CAP = _env_int("GITLAB_OUTBOX_RETRY_CAP", 3600, low=1, high=86_400)
 

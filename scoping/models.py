@@ -22,6 +22,7 @@ def stale_cutoff(as_of: datetime) -> datetime:
 
 _CURRENT = Q(removed_at__isnull=True)
 _OPEN = _CURRENT & Q(state=IssueState.OPENED)
+_UNTRIAGED = _OPEN & (Q(engagement_manager__isnull=True) | Q(segment=""))
 
 
 # One definition of each condition, for filters (stale(), going_stale()) and the flags of with_staleness().
@@ -80,7 +81,11 @@ class ScopingIssueQuerySet(models.QuerySet):
 
     def untriaged(self) -> ScopingIssueQuerySet:
         """Open issues nobody has given an engagement manager and a segment yet."""
-        return self.open().filter(Q(engagement_manager__isnull=True) | Q(segment=""))
+        return self.open().filter(_UNTRIAGED)
+
+    def with_untriaged(self) -> ScopingIssueQuerySet:
+        """Annotate `untriaged_now`, the condition of untriaged(), for pages that sort issues into lists."""
+        return self.annotate(untriaged_now=ExpressionWrapper(_UNTRIAGED, output_field=models.BooleanField()))
 
 
 class ScopingIssue(models.Model):

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import (
     Aggregate,
+    BooleanField,
     Case,
     CharField,
     Count,
     Exists,
+    ExpressionWrapper,
     F,
     JSONField,
     OuterRef,
@@ -23,8 +28,9 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, JSONObject
 
 from opportunities.models import EngagementManager, Opportunity, SalesforceWrite, SyncRun, TerritoryAssignment
+from psplan.permissions import engagement_managers_group_of, remember_roles
 from psplan.queue import WriteStatus
-from scoping.models import GitLabWrite, IssueChange, ScopingIssue, WebhookDelivery
+from scoping.models import DigestSubscription, GitLabWrite, IssueChange, ScopingIssue, WebhookDelivery
 
 
 def issues() -> QuerySet[ScopingIssue]:
@@ -32,9 +38,91 @@ def issues() -> QuerySet[ScopingIssue]:
     return ScopingIssue.objects.current().order_by("-iid")
 
 
+# Who the shared EM <select> offers, and whom PS Plan can assign in GitLab: each rule once, as a condition
+# that both filters querysets and flags the rows of people().
+_OFFERED = Q(active=True) & ~Q(gitlab_username="")
+_ASSIGNABLE = _OFFERED & Q(gitlab_user_id__isnull=False)
+
+
 def assignable_engagement_managers() -> QuerySet[EngagementManager]:
     """Only EMs PS Plan can assign in GitLab: active and linked to a GitLab user."""
-    return EngagementManager.objects.active().exclude(gitlab_username="").filter(gitlab_user_id__isnull=False)
+    return EngagementManager.objects.filter(_ASSIGNABLE)
+
+
+# What pages show of an EM and what a triage writes, in the model's field order (Model.from_db wants it);
+# the other fields load on access.
+_PERSON_FIELDS = tuple(
+    field.attname
+    for field in EngagementManager._meta.concrete_fields
+    if field.attname
+    in {"id", "name", "salesforce_user_id", "gitlab_username", "gitlab_user_id", "user_id", "active"}
+)
+
+
+@dataclass(frozen=True)
+class People:
+    """Every EM by name, and which of them the EM <select> offers and PS Plan can assign (see people())."""
+
+    engagement_managers: tuple[EngagementManager, ...] = ()
+    offered_ids: frozenset[int] = frozenset()
+    assignable_ids: frozenset[int] = frozenset()
+    viewer_gets_digest: bool | None = None  # read only when people() was asked to
+
+    @property
+    def offered(self) -> list[EngagementManager]:
+        return [em for em in self.engagement_managers if em.pk in self.offered_ids]
+
+    @property
+    def assignable(self) -> list[EngagementManager]:
+        return [em for em in self.engagement_managers if em.pk in self.assignable_ids]
+
+    @property
+    def by_id(self) -> dict[int, EngagementManager]:
+        return {em.pk: em for em in self.engagement_managers}
+
+    def in_salesforce(self, *, keeping: int | None) -> list[EngagementManager]:
+        """The EMs PSFieldsForm offers for an opportunity, as its queryset lists them: active ones with a
+        Salesforce user, and the EM it has now (`keeping`) in any case, so that saving loses nothing."""
+        return [
+            em for em in self.engagement_managers if (em.active and em.salesforce_user_id) or em.pk == keeping
+        ]
+
+    def with_username(self, username: str) -> EngagementManager | None:
+        """The EM with this GitLab username, in any case (as `gitlab_username__iexact` finds them)."""
+        wanted = username.casefold()
+        return next((em for em in self.engagement_managers if em.gitlab_username.casefold() == wanted), None)
+
+
+def people(viewer: AbstractBaseUser, *, with_digest: bool = False) -> People:
+    """Every EM, the signed-in user's role and their own EM, in one query: each page needs all three, and
+    each was a query of its own. The role and EM are remembered for can_edit and engagement_manager_of.
+    `with_digest` also reads whether the viewer gets the weekly e-mail ("My work" shows it)."""
+    flags = {
+        "is_offered": ExpressionWrapper(_OFFERED, output_field=BooleanField()),
+        "is_assignable": ExpressionWrapper(_ASSIGNABLE, output_field=BooleanField()),
+        "viewer_in_group": engagement_managers_group_of(viewer),
+    }
+    if with_digest:
+        flags["viewer_gets_digest"] = Exists(DigestSubscription.objects.filter(user=viewer.pk))
+    rows = list(
+        EngagementManager.objects.order_by("name", "pk")
+        .annotate(**flags)
+        .values_list(*_PERSON_FIELDS, *flags)
+    )
+    fields = len(_PERSON_FIELDS)
+    # Instances with the fields read (the rest deferred), so that services and templates take them as EMs.
+    ems = [EngagementManager.from_db(DEFAULT_DB_ALIAS, _PERSON_FIELDS, row[:fields]) for row in rows]
+    offered = frozenset(em.pk for em, row in zip(ems, rows, strict=True) if row[fields])
+    assignable = frozenset(em.pk for em, row in zip(ems, rows, strict=True) if row[fields + 1])
+    if rows:  # with no EM at all, nothing was read about the user either
+        own = next((em for em in ems if em.user_id == viewer.pk), None)
+        remember_roles(viewer, in_engagement_managers_group=rows[0][fields + 2], engagement_manager=own)
+    gets_digest = None
+    if with_digest:
+        gets_digest = (
+            rows[0][fields + 3] if rows else DigestSubscription.objects.filter(user=viewer.pk).exists()
+        )
+    return People(tuple(ems), offered, assignable, gets_digest)
 
 
 def engagement_managers() -> QuerySet[EngagementManager]:
@@ -126,31 +214,31 @@ def opportunity_with_write(issue: ScopingIssue) -> Opportunity | None:
 
 
 def undelivered_changes(issue: ScopingIssue) -> dict[str, list]:
-    """The issue's GitLab writes and its opportunity's Salesforce writes that are not delivered yet."""
+    """The issue's GitLab writes and its opportunity's Salesforce writes that are not delivered yet. The
+    issue is read with with_opportunity_write: an opportunity never written to has nothing to look up."""
     gitlab = GitLabWrite.objects.filter(issue=issue).exclude(status=WriteStatus.DELIVERED)
     salesforce = SalesforceWrite.objects.filter(opportunity_id=issue.opportunity_id).exclude(
         status=WriteStatus.DELIVERED
     )
+    written = issue.opportunity_write_status is not None
     return {
         "gitlab": list(gitlab.order_by("created_at", "id")[:50]),
-        "salesforce": list(salesforce.order_by("created_at", "id")[:50]) if issue.opportunity_id else [],
+        "salesforce": list(salesforce.order_by("created_at", "id")[:50]) if written else [],
     }
 
 
 def failed_writes_for(*, engagement_manager: EngagementManager, user) -> dict[str, QuerySet]:
-    """Write-backs GitLab or Salesforce refused, on the EM's issues and opportunities or made by them, with
-    what "My work" and its e-mail show of each."""
+    """Write-backs GitLab or Salesforce refused, on the EM's issues and opportunities or made by them, newest
+    first, as rows of what "My work" and its e-mail show of each."""
     return {
         "gitlab": GitLabWrite.objects.filter(status=WriteStatus.FAILED)
         .filter(Q(issue__engagement_manager=engagement_manager) | Q(created_by=user))
-        .select_related("issue")
-        .only("last_error", "issue__iid", "issue__title")
-        .order_by("-created_at", "-id"),
+        .order_by("-created_at", "-id")
+        .values("last_error", iid=F("issue__iid"), title=F("issue__title")),
         "salesforce": SalesforceWrite.objects.filter(status=WriteStatus.FAILED)
         .filter(Q(opportunity__engagement_manager=engagement_manager) | Q(created_by=user))
-        .select_related("opportunity")
-        .only("last_error", "opportunity__salesforce_id", "opportunity__name")
-        .order_by("-created_at", "-id"),
+        .order_by("-created_at", "-id")
+        .values("last_error", salesforce_id=F("opportunity__salesforce_id"), name=F("opportunity__name")),
     }
 
 

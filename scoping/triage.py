@@ -11,7 +11,6 @@ from django.db.models import Count, Q
 from opportunities.choices import AssignmentRole
 from opportunities.models import EngagementManager, Territory, TerritoryAssignment
 from scoping.models import ScopingIssue
-from scoping.selectors import assignable_engagement_managers
 
 # The primary EM is "well above" the team when they carry this many more open issues than the median.
 WELL_ABOVE_MEDIAN = 3
@@ -31,26 +30,21 @@ class Suggestion:
         return " · ".join(f"{em.name} {load}" for em, load in self.candidates[:5])
 
 
-def assignable_by_name() -> list[EngagementManager]:
-    """The EMs PS Plan can assign in GitLab, by name, with only what triage shows and a triage writes."""
-    return list(
-        assignable_engagement_managers().only("name", "gitlab_username", "gitlab_user_id").order_by("name")
-    )
-
-
 def open_issue_counts(engagement_managers: Iterable[EngagementManager]) -> dict[int, int]:
     """EM id → open scoping issues assigned to them, for the EMs given.
 
-    Counted from the open issues (an index on state), not by joining every issue to every EM."""
+    Counted from the open issues (an index on state), not by joining every issue to every EM. Every EM's
+    count is read and the others dropped here: an IN list of the whole team is a query psycopg cannot cache
+    (over 50 parameters) and parses again on each request."""
     counts = dict.fromkeys((em.pk for em in engagement_managers), 0)
     open_per_em = (
         ScopingIssue.objects.open()
-        .filter(engagement_manager__in=list(counts))
+        .filter(engagement_manager__isnull=False)
         .order_by()
         .values_list("engagement_manager")
         .annotate(total=Count("pk"))
     )
-    counts.update(open_per_em)
+    counts.update((em_id, total) for em_id, total in open_per_em if em_id in counts)
     return counts
 
 
@@ -63,18 +57,20 @@ class _Coverage:
 
 
 def _coverage(territories: Iterable[Territory], assignable: dict[int, EngagementManager]) -> _Coverage:
-    """Only assignable EMs: no other can be suggested, nor is counted among the candidates."""
+    """Only assignable EMs: no other can be suggested, nor is counted among the candidates. They are kept
+    here, not by an IN list of the team (see open_issue_counts)."""
     territories = list(territories)
     found = _Coverage()
     assignments = TerritoryAssignment.objects.filter(
         Q(territory_id__in=[t.pk for t in territories])
-        | Q(territory__segment__in={t.segment for t in territories}),
-        engagement_manager__in=list(assignable),
+        | Q(territory__segment__in={t.segment for t in territories})
     ).order_by("territory__name", "role", "pk")
     for territory_id, segment, role, em_id in assignments.values_list(
         "territory_id", "territory__segment", "role", "engagement_manager_id"
     ):
-        em = assignable[em_id]
+        em = assignable.get(em_id)
+        if em is None:
+            continue
         found.by_territory.setdefault(territory_id, {}).setdefault(role, []).append(em)
         found.by_segment.setdefault(segment, {})[em.pk] = em
     return found
@@ -86,7 +82,7 @@ def _territory(issue: ScopingIssue) -> Territory | None:
 
 
 def suggest(issues: Iterable[ScopingIssue], *, assignable: list[EngagementManager]) -> dict[int, Suggestion]:
-    """Issue id → suggested EM (one of `assignable`, see assignable_by_name) and segment; each suggestion
+    """Issue id → suggested EM (one of `assignable`, see selectors.People) and segment; each suggestion
     counts towards the load of the next ones."""
     issues = list(issues)
     coverage = _coverage(

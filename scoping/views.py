@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, Q
-from django.http import HttpResponse, HttpResponseBadRequest, QueryDict
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -34,8 +34,10 @@ from scoping.forms import (
 from scoping.history import issue_timeline
 from scoping.models import DigestSubscription, GitLabWrite, ScopingIssue, WebhookDelivery
 from scoping.selectors import (
+    People,
     changed_since,
     opportunity_with_write,
+    people,
     undelivered_changes,
     with_opportunity_write,
     with_write_state,
@@ -49,15 +51,10 @@ from scoping.services import (
 )
 from scoping.sync import lock_holder
 from scoping.tables import SCOPING_ISSUES
-from scoping.triage import assignable_by_name, suggest
+from scoping.triage import suggest
 from scoping.workspace import FIRST_TOUCH, TriageRow, em_board, my_work, swimlanes, triage_page, triage_rows
 
 ISSUES_PER_PAGE = 50
-
-
-def _engagement_managers():
-    """Everyone the shared EM <select> offers: active EMs linked to GitLab, by name."""
-    return EngagementManager.objects.active().exclude(gitlab_username="").order_by("name")
 
 
 def _error(request, message: str, *, status: int = 400) -> HttpResponse:
@@ -90,7 +87,7 @@ def issue_list(request):
     context = {
         "filterset": filterset,
         "page": page,
-        "engagement_managers": _engagement_managers(),
+        "engagement_managers": people(request.user).offered,
         "query_without_page": _query_without(request.GET, "page"),
         "live_since": now,
     }
@@ -199,17 +196,32 @@ def _issue(iid: int) -> ScopingIssue:
     return get_object_or_404(issues, iid=iid)
 
 
-def _issue_context(issue: ScopingIssue, **forms) -> dict:
+def _issue_context(request, issue: ScopingIssue, **forms) -> dict:
     opportunity = opportunity_with_write(issue)
+    fields_form = forms.get("fields_form") or IssueFieldsForm(initial=_issue_initial(issue))
+    # The EM <select>s list the EMs as the forms' own querysets would, from the EMs read with the signed-in
+    # user: a query of their own each cost more than the rest of the page.
+    everyone = people(request.user)
+    fields_form.fields["engagement_manager"].choices = [
+        ("", fields_form.fields["engagement_manager"].empty_label),
+        *((em.gitlab_username, em.name) for em in everyone.assignable),
+    ]
+    ps_form = None
+    if opportunity:
+        ps_form = PSFieldsForm(initial=PSFieldsForm.initial_for(opportunity))
+        ps_form.fields["engagement_manager"].choices = [
+            ("", ps_form.fields["engagement_manager"].empty_label),
+            *((em.pk, em.name) for em in everyone.in_salesforce(keeping=opportunity.engagement_manager_id)),
+        ]
     return {
         "issue": issue,
         "timeline": issue_timeline(issue),
         "undelivered": undelivered_changes(issue),
-        "fields_form": forms.get("fields_form") or IssueFieldsForm(initial=_issue_initial(issue)),
+        "fields_form": fields_form,
         "keep_open_form": forms.get("keep_open_form")
         or KeepOpenForm(initial={"keep_open_until": issue.keep_open_until}),
         "opportunity": opportunity,
-        "ps_form": PSFieldsForm(initial=PSFieldsForm.initial_for(opportunity)) if opportunity else None,
+        "ps_form": ps_form,
     }
 
 
@@ -226,13 +238,13 @@ def _issue_initial(issue: ScopingIssue) -> dict:
 def issue_detail(request, iid: int):
     """Everything about one scoping issue; EMs edit it here."""
     issue = _issue(iid)
-    return render(request, "scoping/issue_detail.html", _issue_context(issue))
+    return render(request, "scoping/issue_detail.html", _issue_context(request, issue))
 
 
 def _issue_answer(request, issue: ScopingIssue, *, status: int = 200, **forms) -> HttpResponse:
     if not request.htmx:
         return redirect("scoping:issue-detail", iid=issue.iid)
-    context = {**_issue_context(_issue(issue.iid), **forms), "oob_messages": True}
+    context = {**_issue_context(request, _issue(issue.iid), **forms), "oob_messages": True}
     return render(request, "scoping/_issue_detail.html", context, status=status)
 
 
@@ -286,23 +298,32 @@ def keep_open(request, iid: int):
 # --- Board -----------------------------------------------------------------------------------------
 
 
-def _board_engagement_manager(request) -> EngagementManager | None:
+def _board_engagement_manager(request, everyone: People) -> EngagementManager | None:
     """The EM whose board to show: ?engagement_manager=username, else the signed-in EM, else everyone."""
     username = request.GET.get("engagement_manager")
     if username == "all":
         return None
     if username:
-        return get_object_or_404(EngagementManager, gitlab_username__iexact=username)
+        return _engagement_manager_named(everyone, username)
     return engagement_manager_of(request.user)
+
+
+def _engagement_manager_named(everyone: People, username: str) -> EngagementManager:
+    """The EM with this GitLab username, in any case; 404 for nobody."""
+    found = everyone.with_username(username)
+    if found is None:
+        raise Http404("No engagement manager has this GitLab username.")
+    return found
 
 
 def board(request, *, after_action: bool = False):
     """An EM's issues in workflow columns, or everyone's in swimlanes by EM; both bounded."""
     now = timezone.now()
-    board_em = _board_engagement_manager(request)
+    everyone = people(request.user)
+    board_em = _board_engagement_manager(request, everyone)
     context = {
         "board_em": board_em,
-        "engagement_managers": _engagement_managers(),
+        "engagement_managers": everyone.offered,
         "selected_em": board_em.gitlab_username if board_em else "all",
         "board_query": _query_without(request.GET),
         "stages": Stage,
@@ -315,7 +336,9 @@ def board(request, *, after_action: bool = False):
     if board_em:
         context["columns"] = em_board(board_em, as_of=now)
     else:
-        context["lane_page"], context["lanes"] = swimlanes(request.GET.get("page"), as_of=now)
+        context["lane_page"], context["lanes"] = swimlanes(
+            request.GET.get("page"), engagement_managers=everyone.by_id, as_of=now
+        )
     return render(request, "scoping/_board.html" if request.htmx else "scoping/board.html", context)
 
 
@@ -349,16 +372,17 @@ def set_em_status(request, iid: int):
 # --- Triage ----------------------------------------------------------------------------------------
 
 
-def _triage_rows(issues: list[ScopingIssue], *, posted: TriageForm | None = None) -> list[TriageRow]:
+def _triage_rows(request, issues: list[ScopingIssue], *, posted: TriageForm | None = None) -> list[TriageRow]:
     """Rows with their suggestion preselected; a refused form keeps what was posted and its errors."""
-    return triage_rows(issues, as_of=timezone.now(), posted=posted)
+    assignable = people(request.user).assignable
+    return triage_rows(issues, assignable=assignable, as_of=timezone.now(), posted=posted)
 
 
 def _triage_context(request, **extra) -> dict:
     page = triage_page(request.GET.get("page"))
     return {
         "page": page,
-        "rows": _triage_rows(list(page.object_list)),
+        "rows": _triage_rows(request, list(page.object_list)),
         "waiting": page.paginator.count,
         "live_since": timezone.now(),
         **extra,
@@ -395,7 +419,7 @@ def triage_issue(request, iid: int):
     issue = get_object_or_404(ScopingIssue.objects.current(), iid=iid)
     form = TriageForm(request.POST)
     if not form.is_valid():
-        row = _triage_rows([issue], posted=form)[0]
+        row = _triage_rows(request, [issue], posted=form)[0]
         return render(request, "scoping/_triage_row.html", {"row": row}, status=400)
     done = _triage_one(issue, **form.cleaned_data, actor=request.user)
     messages.success(request, f"#{issue.iid} triaged to {done['engagement_manager'].name}.")
@@ -418,7 +442,7 @@ def accept_suggestions(request):
     if not form.is_valid():
         messages.error(request, "Select rows that are still waiting for triage.")
         return _triage_answer(request, "scoping/_triage_queue.html", _triage_context(request), status=400)
-    suggestions = suggest(untriaged, assignable=assignable_by_name())
+    suggestions = suggest(untriaged, assignable=people(request.user).assignable)
     done = [
         _triage_one(issue, segment=s.segment, engagement_manager=s.engagement_manager, actor=request.user)
         for issue in untriaged
@@ -455,7 +479,7 @@ def undo_triage(request, iid: int):
         pk=issue.pk
     )
     return _triage_answer(
-        request, "scoping/_triage_row.html", {"row": _triage_rows([issue])[0], "row_oob": True}
+        request, "scoping/_triage_row.html", {"row": _triage_rows(request, [issue])[0], "row_oob": True}
     )
 
 
@@ -464,21 +488,20 @@ def undo_triage(request, iid: int):
 
 def my_work_page(request):
     """An EM's landing page: what needs them today. Others pick whose work to see."""
+    everyone = people(request.user, with_digest=True)
     username = request.GET.get("engagement_manager")
     if username:
-        engagement_manager = get_object_or_404(EngagementManager, gitlab_username__iexact=username)
+        engagement_manager = _engagement_manager_named(everyone, username)
     else:
         engagement_manager = engagement_manager_of(request.user)
     now = timezone.now()
     context = {
         "engagement_manager": engagement_manager,
-        "engagement_managers": _engagement_managers(),
+        "engagement_managers": everyone.offered,
         "work": my_work(engagement_manager, engagement_manager.user, as_of=now)
         if engagement_manager
         else None,
-        "digest_form": DigestForm(
-            initial={"weekly": DigestSubscription.objects.filter(user=request.user).exists()}
-        ),
+        "digest_form": DigestForm(initial={"weekly": everyone.viewer_gets_digest}),
         "own_page": engagement_manager is not None and engagement_manager.user_id == request.user.pk,
         "overdue_before": now - FIRST_TOUCH,
     }

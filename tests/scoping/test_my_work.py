@@ -88,9 +88,10 @@ def test_my_work_lists_what_needs_the_em_today(em_client, em_user):
     assert [i.title for i in work.to_do] == ["to do"]
     assert [i.title for i in work.going_stale] == ["going quiet"]
     assert [o.name for o in work.closing_opportunities] == ["Red soon"]
-    assert [w.issue.title for w in work.failed_gitlab] == ["refused"]
+    assert [w.title for w in work.failed_gitlab] == ["refused"]
     html = response.content.decode()
     assert ">overdue<" in html and "403 label missing" in html
+    assert 'Changes GitLab or Salesforce refused <span class="count-badge">1</span>' in html
 
 
 def test_my_work_query_count_does_not_grow_with_work(em_client, em_user):

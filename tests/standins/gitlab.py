@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -191,7 +192,7 @@ class GitLabStandIn:
         self._usernames: dict[str, int] = {}
         self._members: list[int] = []
         self._random_faults: tuple[dict[int, float], random.Random, int] | None = None
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = _Server(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -1098,6 +1099,13 @@ def _write(handler: BaseHTTPRequestHandler, response: _Response) -> None:
     handler.end_headers()
     if handler.command != "HEAD":
         handler.wfile.write(response.body)
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (a killed process, say) is GitLab's everyday life, not a stand-in bug."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _handler_for(stand_in: GitLabStandIn) -> type[BaseHTTPRequestHandler]:

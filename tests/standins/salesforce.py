@@ -46,6 +46,7 @@ INVALID_SESSION = "INVALID_SESSION_ID"
 RATE_LIMITED = "REQUEST_LIMIT_EXCEEDED"
 SERVER_ERROR = "500"
 UNAVAILABLE = "503"
+BAD_GATEWAY = "502"
 DISCONNECT = "DISCONNECT"
 
 _FAULTS: dict[str, tuple[int, list[dict[str, str]]]] = {
@@ -71,6 +72,7 @@ _FAULTS: dict[str, tuple[int, list[dict[str, str]]]] = {
         503,
         [{"errorCode": "SERVER_UNAVAILABLE", "message": "Service temporarily unavailable"}],
     ),
+    BAD_GATEWAY: (502, [{"errorCode": "BAD_GATEWAY", "message": "Bad Gateway"}]),
 }
 
 _ID_RE = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
@@ -752,6 +754,8 @@ class SalesforceStandIn:
         self._faults: deque[str] = deque()
         self._random_faults: tuple[str, float, random.Random] | None = None
         self.updates_applied: Counter[str] = Counter()  # record id → updates applied through the API
+        self.applied_updates: list[tuple[str, dict[str, Any]]] = []  # (record id, fields set), in order
+        self._before: list[tuple[str | None, Callable[[], Any]]] = []
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
         self._default_owner: str | None = None
         self._server: _Server | None = None
@@ -829,7 +833,8 @@ class SalesforceStandIn:
         """Answer the next `times` REST requests (not logins) with a fault.
 
         Kinds: INVALID_SESSION (401), RATE_LIMITED (403 REQUEST_LIMIT_EXCEEDED),
-        SERVER_ERROR (500), UNAVAILABLE (503), DISCONNECT (connection closed, no answer).
+        SERVER_ERROR (500), UNAVAILABLE (503), BAD_GATEWAY (502),
+        DISCONNECT (connection closed, no answer).
         """
         if kind not in _FAULTS and kind != DISCONNECT:
             raise ValueError(f"unknown fault kind {kind!r}")
@@ -843,10 +848,19 @@ class SalesforceStandIn:
         with self._lock:
             self._random_faults = (kind, rate, random.Random(seed))
 
+    def before_next(self, action: Callable[[], Any], *, kind: str | None = None) -> None:
+        """Run `action` (say, killing the client) just before the next request of this kind is handled.
+
+        Kinds: login, query, query_more, read, write; None matches any request.
+        """
+        with self._lock:
+            self._before.append((kind, action))
+
     def clear_faults(self) -> None:
-        """Drop any queued faults and stop random ones."""
+        """Drop any queued faults and hooks, and stop random ones."""
         with self._lock:
             self._faults.clear()
+            self._before.clear()
             self._random_faults = None
 
     def set_validation_rule(self, rule: Callable[[Mapping[str, Any]], str | None] | None) -> None:
@@ -1087,6 +1101,11 @@ class SalesforceStandIn:
             if fault is None and kind != "login" and self._random_faults is not None:
                 random_kind, rate, rng = self._random_faults
                 fault = random_kind if rng.random() < rate else None
+            hook = next((h for h in self._before if h[0] in (None, kind)), None)
+            if hook is not None:
+                self._before.remove(hook)
+        if hook is not None:
+            hook[1]()
         if self.latency:
             time.sleep(self.latency)
         content_type = "application/json;charset=UTF-8"
@@ -1357,6 +1376,7 @@ class SalesforceStandIn:
         self._touch(record)
         rows[key] = record
         self.updates_applied[key] += 1
+        self.applied_updates.append((key, changes))
         return key
 
     def _write_value(self, name: str, spec: FieldSpec, value: Any) -> Any:
