@@ -15,7 +15,7 @@ from opportunities.choices import SyncKind, SyncStatus
 from opportunities.models import Opportunity, SyncRun
 from scoping.choices import IssueState, Stage
 from scoping.models import GitLabWrite, RuleAction, ScopingIssue
-from scoping.rules import apply_rules
+from scoping.rules import _outcome_fired, apply_rules
 from tests.factories import OpportunityFactory, ScopingIssueFactory
 
 pytestmark = pytest.mark.django_db
@@ -380,3 +380,23 @@ def test_a_firing_another_run_recorded_meanwhile_is_neither_recorded_nor_written
 
     assert result.changes == [] and result.run.counts["won"] == 0
     assert RuleAction.objects.count() == 1 and not GitLabWrite.objects.exists()
+
+
+def test_a_run_skips_in_the_database_the_outcomes_that_fired_for_this_close_and_no_other():
+    """Years of decided deals are not planned again each run: only those whose firing stands for their
+    current close; a re-closed deal, a firing of the other outcome or one GitLab refused long ago come back."""
+    fired = decided_issue(won=True)
+    lost = decided_issue(won=False)
+    reclosed = decided_issue(won=True)
+    other_outcome = decided_issue(won=False)
+    refused = decided_issue(won=True)
+    apply_rules()
+    Opportunity.objects.filter(pk=reclosed.opportunity_id).update(close_date=date(2025, 3, 7))
+    Opportunity.objects.filter(pk=other_outcome.opportunity_id).update(is_won=True)
+    GitLabWrite.objects.filter(issue=refused).update(
+        status="failed", created_at=datetime(2025, 3, 10, 7, 0, tzinfo=UTC)
+    )
+
+    skipped = ScopingIssue.objects.filter(_outcome_fired(NOW))
+
+    assert set(skipped) == {fired, lost}
