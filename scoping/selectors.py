@@ -215,16 +215,15 @@ def opportunity_with_write(issue: ScopingIssue) -> Opportunity | None:
 
 def undelivered_changes(issue: ScopingIssue) -> dict[str, list]:
     """The issue's GitLab writes and its opportunity's Salesforce writes that are not delivered yet. The
-    issue is read with with_write_state and with_opportunity_write, so a query runs only when it finds rows."""
+    issue is read with with_opportunity_write: an opportunity never written to has nothing to look up."""
     gitlab = GitLabWrite.objects.filter(issue=issue).exclude(status=WriteStatus.DELIVERED)
     salesforce = SalesforceWrite.objects.filter(opportunity_id=issue.opportunity_id).exclude(
         status=WriteStatus.DELIVERED
     )
-    waiting_in_gitlab = bool(issue.write_state)
-    written_to_salesforce = issue.opportunity_write_status is not None
+    written = issue.opportunity_write_status is not None
     return {
-        "gitlab": list(gitlab.order_by("created_at", "id")[:50]) if waiting_in_gitlab else [],
-        "salesforce": list(salesforce.order_by("created_at", "id")[:50]) if written_to_salesforce else [],
+        "gitlab": list(gitlab.order_by("created_at", "id")[:50]),
+        "salesforce": list(salesforce.order_by("created_at", "id")[:50]) if written else [],
     }
 
 

@@ -184,7 +184,7 @@ def retry_writes(request):
 def _issue(iid: int) -> ScopingIssue:
     """The issue with its EM, who set its override and its opportunity (account, EM, newest write), one query."""
     issues = with_opportunity_write(
-        with_write_state(ScopingIssue.objects.current())
+        ScopingIssue.objects.current()
         .select_related(
             "engagement_manager",
             "keep_open_set_by",

@@ -197,23 +197,6 @@ def test_pending_changes_are_listed_with_their_state(em_client, em_user):
     assert "403 Forbidden: label missing" in html
 
 
-def test_once_gitlab_has_every_change_the_page_lists_none_and_does_not_look(em_client, em_user):
-    issue = ScopingIssueFactory(labels=[SC, "Open"])
-    set_issue_stage(issue=issue, stage="SOW_WIP", actor=em_user)
-    with CaptureQueriesContext(connection) as waiting:
-        assert (
-            "Changes not yet in GitLab or Salesforce"
-            in em_client.get(f"/issues/{issue.iid}/").content.decode()
-        )
-
-    GitLabWrite.objects.update(status=WriteStatus.DELIVERED)
-    with CaptureQueriesContext(connection) as delivered:
-        html = em_client.get(f"/issues/{issue.iid}/").content.decode()
-
-    assert "Changes not yet in GitLab or Salesforce" not in html
-    assert len(delivered) == len(waiting) - 1
-
-
 def test_issue_page_query_count_does_not_grow_with_history(em_client, em_user):
     issue = ScopingIssueFactory(labels=[SC, "Open"], opportunity=OpportunityFactory())
     set_issue_stage(issue=issue, stage="SOW_WIP", actor=em_user)
