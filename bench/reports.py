@@ -4,10 +4,10 @@
 
 Uses DATABASE_URL's PostgreSQL server when set (a throwaway test database beside it, dropped after),
 else starts a PostgreSQL cluster of its own on 127.0.0.1 and removes it after (bench/throwaway_postgres.py).
-Fills it with --issues closed scoping issues, won or lost over the last three years, and their closed
-opportunities; an open pipeline of a twentieth of that; CloseDate and EM Confidence history for about
-a third of the deals; open issues going stale, kept open or closed by the inactivity rule; and
-data-quality problems.
+Fills it with --issues closed scoping issues, won or lost over the last three years, each with the
+firing of the outcome rule that closed it, and their closed opportunities; an open pipeline of a
+twentieth of that; CloseDate and EM Confidence history for about a third of the deals; open issues going
+stale, kept open or closed by the inactivity rule; and data-quality problems.
 
 For each report page (win rate, forecast, slipped deals, calibration, stale, data quality) it times the
 report: every figure and row the page shows, computed by the report's own code (`reporting/`), against
@@ -198,6 +198,24 @@ def fill(issues: int, rng: random.Random) -> None:
     ScopingIssue.objects.bulk_create(
         [decided(n, deal) for n, deal in enumerate(closed)]
         + [open_issue(issues + n) for n in range(issues // 50)],
+        batch_size=5000,
+    )
+    # Each decided issue was closed by the outcome rule once, as on a database PS Plan has been running on.
+    RuleAction.objects.bulk_create(
+        (
+            RuleAction(
+                issue_id=pk,
+                rule=RuleAction.Rule.OPPORTUNITY_WON if is_won else RuleAction.Rule.OPPORTUNITY_LOST,
+                reason=f"{salesforce_id}:{close_date or ''}",
+                close_qtr=quarter_code(close_date),
+                applied_at=now - timedelta(days=1),
+            )
+            for pk, is_won, salesforce_id, close_date in ScopingIssue.objects.filter(
+                opportunity__is_closed=True
+            ).values_list(
+                "pk", "opportunity__is_won", "opportunity__salesforce_id", "opportunity__close_date"
+            )
+        ),
         batch_size=5000,
     )
     lost = list(
