@@ -18,6 +18,27 @@ class ChangeSource(models.TextChoices):
     SALESFORCE = "salesforce", "Salesforce"
 
 
+SOURCE_NAMES = dict(ChangeSource.choices)
+
+
+def source_name(source: str) -> str:
+    """Where a change came from, in words ("PS Plan page", "GitLab")."""
+    return SOURCE_NAMES.get(source, source)
+
+
+def person_name(first_name: str | None, last_name: str | None, username: str | None) -> str | None:
+    """A PS Plan user as pages name them: their full name, else their username."""
+    return f"{first_name or ''} {last_name or ''}".strip() or username
+
+
+def changed_by(
+    *, first_name: str | None, last_name: str | None, username: str | None, actor_name: str, source: str
+) -> str:
+    """Who made a change, for pages: the PS Plan user (no user: no names), else the name the other system
+    gave, else the system. Rows read with values() and ChangeRecord.who share it."""
+    return person_name(first_name, last_name, username) or actor_name or source_name(source)
+
+
 class ChangeRecord(models.Model):
     """One field of one record changed: kept for the audit trail and the issue's timeline."""
 
@@ -48,6 +69,11 @@ class ChangeRecord(models.Model):
     @property
     def who(self) -> str:
         """A person's name for pages: the PS Plan user, else the other system's name, else the system."""
-        if self.actor is not None:
-            return self.actor.get_full_name() or self.actor.get_username()
-        return self.actor_name or self.get_source_display()
+        actor = self.actor
+        return changed_by(
+            first_name=actor and actor.first_name,
+            last_name=actor and actor.last_name,
+            username=actor and actor.get_username(),
+            actor_name=self.actor_name,
+            source=self.source,
+        )

@@ -12,7 +12,7 @@ from django.db.models import CharField, F, IntegerField, Q, QuerySet, TextField,
 from django.db.models.functions import Cast, Coalesce
 
 from opportunities.models import OpportunityChange
-from psplan.audit import ChangeSource
+from psplan.audit import source_name
 from psplan.csv_export import Column
 from scoping.models import IssueChange
 
@@ -63,13 +63,10 @@ def _shape(
     )
 
 
-SOURCE_NAMES = dict(ChangeSource.choices)
-
-
 def described(row: dict) -> dict:
     """The row with the person behind the change (the PS Plan user, else the name the other system gave,
     else the system) and where it came from in words."""
-    source = SOURCE_NAMES.get(row["source"], row["source"])
+    source = source_name(row["source"])
     return {**row, "who": row["actor_username"] or row["actor_name"] or source, "source": source}
 
 

@@ -31,7 +31,7 @@ from django.db.models.functions import Cast, Coalesce, NullIf
 from opportunities.choices import EMConfidence
 from opportunities.models import Opportunity, OpportunityChange
 from opportunities.selectors import ps_amount
-from psplan.audit import ChangeSource
+from psplan.audit import changed_by
 from psplan.fiscal import FiscalQuarter
 from reporting.selectors import CONFIDENCE_COLUMNS, NO_ENGAGEMENT_MANAGER
 
@@ -56,7 +56,6 @@ def _moves_out(quarter: FiscalQuarter) -> QuerySet[OpportunityChange]:
     )
 
 
-_SOURCES = dict(ChangeSource.choices)
 DEAL_FIELDS = {  # a slipped deal's columns, read through the change's opportunity
     "salesforce_id": "salesforce_id",
     "name": "name",
@@ -73,9 +72,12 @@ DEAL_FIELDS = {  # a slipped deal's columns, read through the change's opportuni
 def who(row: dict[str, Any]) -> str:
     """Who made a change, as `ChangeRecord.who` says it: the PS Plan user, else the person the other
     system names, else the system it came from (the Salesforce mirror does not read the author)."""
-    full_name = f"{row['actor_first_name'] or ''} {row['actor_last_name'] or ''}".strip()
-    return (
-        full_name or row["actor_username"] or row["actor_name"] or _SOURCES.get(row["source"], row["source"])
+    return changed_by(
+        first_name=row["actor_first_name"],
+        last_name=row["actor_last_name"],
+        username=row["actor_username"],
+        actor_name=row["actor_name"],
+        source=row["source"],
     )
 
 

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from psplan.audit import person_name
 from psplan.fiscal import FiscalQuarter, add_months
 from scoping import rules
 from scoping.models import RuleAction, ScopingIssue, stale_cutoff
@@ -70,7 +71,7 @@ def overrides(*, as_of: datetime, limit: int | None = None) -> list[dict[str, An
     return [
         {
             **row,
-            "set_by": f"{row['first_name'] or ''} {row['last_name'] or ''}".strip() or row["username"],
+            "set_by": person_name(row["first_name"], row["last_name"], row["username"]),
             "stale_without_it": row["last_activity_at"] < cutoff,
         }
         for row in (rows[:limit] if limit else rows)

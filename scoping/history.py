@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from opportunities.choices import Segment
 from opportunities.models import OpportunityChange
-from psplan.audit import ChangeSource
+from psplan.audit import ChangeSource, changed_by, source_name
 from scoping.choices import EMStatus, IssueState, Stage
 from scoping.models import IssueChange, RuleAction, ScopingIssue
 
@@ -98,7 +98,6 @@ _CHANGE_COLUMNS = (
     "write__status",
     "write__last_error",
 )
-_SOURCE_NAMES = dict(ChangeSource.choices)
 _RULE_NAMES = dict(RuleAction.Rule.choices)
 
 
@@ -109,11 +108,13 @@ def shown(field: str, value: str) -> str:
 
 def _actor(change: dict[str, Any]) -> str:
     """`person()` of a change's actor, else who the other system named, else the system (ChangeRecord.who)."""
-    source = _SOURCE_NAMES.get(change["source"], change["source"])
-    if change["actor_id"] is None:
-        return change["actor_name"] or source
-    full_name = f"{change['actor__first_name']} {change['actor__last_name']}".strip()
-    return change["actor__engagement_manager__name"] or full_name or change["actor__username"]
+    return change["actor__engagement_manager__name"] or changed_by(
+        first_name=change["actor__first_name"],
+        last_name=change["actor__last_name"],
+        username=change["actor__username"],
+        actor_name=change["actor_name"],
+        source=change["source"],
+    )
 
 
 def _change_entry(change: dict[str, Any]) -> TimelineEntry:
@@ -129,7 +130,7 @@ def _change_entry(change: dict[str, Any]) -> TimelineEntry:
         note=change["note"] or (change["write__note"] if has_write else ""),
         write_status=change["write__status"] if has_write else "",
         write_error=change["write__last_error"] if has_write else "",
-        source=_SOURCE_NAMES.get(change["source"], change["source"]),
+        source=source_name(change["source"]),
     )
 
 
@@ -145,7 +146,7 @@ def _opportunity_entries(issue: ScopingIssue) -> list[TimelineEntry]:
             write_status=change["write__status"] if change["write_id"] is not None else "",
             write_error=change["write__last_error"] if change["write_id"] is not None else "",
             system="Salesforce",
-            source=_SOURCE_NAMES.get(change["source"], change["source"]),
+            source=source_name(change["source"]),
         )
         for change in changes[:TIMELINE_LIMIT]
     ]
