@@ -79,7 +79,9 @@ class ScopingIssueFactory(factory.django.DjangoModelFactory):
         model = ScopingIssue
 
     gitlab_id = factory.Sequence(lambda n: 700_000 + n)
-    iid = factory.Sequence(lambda n: n + 1)
+    # Far above the issue numbers tests and datasets choose by hand (#42, #201…): a sequence that has run long
+    # in one worker would otherwise reach them and collide.
+    iid = factory.Sequence(lambda n: 100_000 + n)
     title = factory.Sequence(lambda n: f"Scoping: customer {n}")
     description = ""
     web_url = factory.LazyAttribute(
