@@ -1,23 +1,81 @@
 """Opportunities as a table: each column declared once (psplan.columns) for the query, the API and its
-schema, the CSV and the HTML table header."""
+schema, the CSV and the HTML table."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from django.contrib.humanize.templatetags.humanize import intcomma
 from django.db.models import F
+from django.template.defaultfilters import truncatechars
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from rest_framework import serializers
 
 from opportunities.api.serializers import WriteBackSerializer, write_back, write_back_status
 from opportunities.choices import EMConfidence
 from opportunities.models import SalesforceWrite, salesforce_url_prefix
 from opportunities.selectors import ps_amount
+from opportunities.templatetags.outside import outside_link
+from opportunities.templatetags.write_state import write_badge
 from psplan import queue
-from psplan.columns import Column, Table, column, iso, money, or_none
+from psplan.columns import Column, Table, column, iso, money, or_none, text_cell
 
 MONEY = {"max_digits": 16, "decimal_places": 2, "allow_null": True}
 
 
 def _salesforce_url(row) -> str:
     return f"{salesforce_url_prefix()}{row['salesforce_id']}/view"
+
+
+def _name_cell(item) -> SafeString:
+    return format_html(
+        '{}<br><small class="muted">{}</small>',
+        outside_link(item["url"], item["name"]),
+        item["account"] or "",
+    )
+
+
+def _close_cell(item) -> SafeString:
+    return format_html(
+        '<time class="nowrap" datetime="{}">{}</time><br><small class="muted">{}</small>',
+        item["close_date"] or "",
+        text_cell(item["close_date"]),
+        item["close_quarter"] or "",
+    )
+
+
+def _amount_cell(item) -> SafeString:
+    amount = item["ps_amount"]
+    return text_cell(None if amount is None else intcomma(round(Decimal(amount))))
+
+
+def _confidence_cell(item) -> SafeString:
+    confidence = item["em_confidence"]
+    return format_html('<span class="tag confidence-{}">{}</span>', confidence.lower(), confidence)
+
+
+def _rationale_cell(item) -> SafeString:
+    rationale = text_cell(truncatechars(item["em_confidence_rationale"], 120))
+    if not item["scoping_issue_link"]:
+        return rationale
+    return format_html(
+        "{}<br><small>{}</small>", rationale, outside_link(item["scoping_issue_link"], "Scoping issue ↗")
+    )
+
+
+def _write_back_cell(item) -> SafeString:
+    """The newest change's way to Salesforce: saved there, still sending, or refused with the reason."""
+    state = item["write_back"] or {}
+    if state.get("status") == "delivered":
+        badge = SafeString('<span class="tag delivered-tag">saved in Salesforce</span>')
+    else:
+        badge = write_badge(state.get("status"), state.get("error"), "Salesforce")
+    return format_html('<span class="write-state">{}</span>', badge)
+
+
+def _engagement_manager_cell(item) -> SafeString:
+    return text_cell(item["engagement_manager_name"] or "Unassigned")
 
 
 # The record's EM as the API names them (GitLab username) and as people read them (name).
@@ -34,6 +92,7 @@ ENGAGEMENT_MANAGER_COLUMNS = (
         "Engagement manager",
         serializers.CharField(allow_null=True),
         source=F("engagement_manager__name"),
+        cell=_engagement_manager_cell,
     ),
 )
 
@@ -49,7 +108,7 @@ OPPORTUNITIES = Table(
             reads={"salesforce_id": "salesforce_id"},
             value=_salesforce_url,
         ),
-        column("name", "Opportunity", serializers.CharField()),
+        column("name", "Opportunity", serializers.CharField(), cell=_name_cell),
         column("account", "Account", serializers.CharField(allow_null=True), source=F("account__name")),
         column(
             "sales_territory",
@@ -61,7 +120,13 @@ OPPORTUNITIES = Table(
         column("forecast_category", "Forecast category", serializers.CharField()),
         column("is_closed", "Closed", serializers.BooleanField()),
         column("is_won", "Won", serializers.BooleanField()),
-        column("close_date", "Close date", serializers.DateField(allow_null=True), present=iso),
+        column(
+            "close_date",
+            "Close date",
+            serializers.DateField(allow_null=True),
+            present=iso,
+            cell=_close_cell,
+        ),
         column(
             "close_quarter",
             "Close quarter",
@@ -77,10 +142,21 @@ OPPORTUNITIES = Table(
             serializers.DecimalField(**MONEY, help_text="Proserv amount, else PS value, else Amount"),
             source=ps_amount(),
             present=money,
+            cell=_amount_cell,
         ),
         *ENGAGEMENT_MANAGER_COLUMNS,
-        column("em_confidence", "EM confidence", serializers.ChoiceField(choices=EMConfidence.choices)),
-        column("em_confidence_rationale", "Rationale", serializers.CharField(allow_blank=True)),
+        column(
+            "em_confidence",
+            "EM confidence",
+            serializers.ChoiceField(choices=EMConfidence.choices),
+            cell=_confidence_cell,
+        ),
+        column(
+            "em_confidence_rationale",
+            "Rationale",
+            serializers.CharField(allow_blank=True),
+            cell=_rationale_cell,
+        ),
         column(
             "scoping_issue_link",
             "Scoping issue link",
@@ -100,6 +176,19 @@ OPPORTUNITIES = Table(
             reads=queue.latest_write_state(SalesforceWrite),
             value=write_back,
             csv=write_back_status,
+            cell=_write_back_cell,
         ),
     ),
+)
+
+# The opportunities page's table.
+OPPORTUNITY_LIST = OPPORTUNITIES.html(
+    "name",
+    "close_date",
+    "stage_name",
+    "ps_amount",
+    "engagement_manager_name",
+    "em_confidence",
+    "em_confidence_rationale",
+    "write_back",
 )

@@ -5,7 +5,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpResponse, QueryDict
+from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, render
 
 from opportunities.filters import OpportunityFilter
@@ -13,10 +13,12 @@ from opportunities.forms import PSFieldsForm
 from opportunities.models import EngagementManager, Opportunity
 from opportunities.selectors import with_latest_write
 from opportunities.services import update_ps_fields
-from opportunities.tables import OPPORTUNITIES
+from opportunities.tables import OPPORTUNITIES, OPPORTUNITY_LIST
 from psplan.permissions import editors_only
 
 OPPORTUNITIES_PER_PAGE = 50
+# The order of the page, its CSV download and its rows redrawn after an edit.
+_LISTED = Opportunity.objects.order_by("close_date", "name")
 
 
 def _opportunities():
@@ -31,11 +33,14 @@ def opportunity_list(request):
     query.setdefault("is_closed", "false")
     if "csv" in request.GET:
         return _csv_download(query)
-    filterset = OpportunityFilter(query, queryset=_opportunities())
-    rows = filterset.qs if filterset.is_valid() else Opportunity.objects.none()
+    filterset = OpportunityFilter(query, queryset=_LISTED)
+    listed = filterset.qs if filterset.is_valid() else Opportunity.objects.none()
+    page = Paginator(OPPORTUNITIES.rows(listed), OPPORTUNITIES_PER_PAGE).get_page(request.GET.get("page"))
     context = {
         "filterset": filterset,
-        "page": Paginator(rows, OPPORTUNITIES_PER_PAGE).get_page(request.GET.get("page")),
+        "page": page,
+        "table": OPPORTUNITY_LIST,
+        "rows": OPPORTUNITY_LIST.rows(page),
         "query_without_page": urlencode([(k, v) for k, v in request.GET.items() if k != "page" and v]),
         "engagement_managers": EngagementManager.objects.active()
         .exclude(gitlab_username="")
@@ -46,14 +51,21 @@ def opportunity_list(request):
 
 def _csv_download(query: QueryDict) -> HttpResponse:
     """The table with the page's filters, every row and column of the API's list, as CSV."""
-    filterset = OpportunityFilter(query, queryset=Opportunity.objects.order_by("close_date", "name"))
+    filterset = OpportunityFilter(query, queryset=_LISTED)
     return OPPORTUNITIES.csv_download(filterset, filename="opportunities")
+
+
+def _row(request, salesforce_id: str, *, oob_messages: bool = False) -> HttpResponse:
+    rows = OPPORTUNITY_LIST.rows(OPPORTUNITIES.rows(_LISTED.filter(salesforce_id=salesforce_id)))
+    if not rows:
+        raise Http404("No such opportunity")
+    context = {"row": rows[0], "oob_messages": oob_messages}
+    return render(request, "opportunities/_row.html", context)
 
 
 def opportunity_row(request, salesforce_id: str):
     """One row of the table, e.g. after the editor is cancelled."""
-    opportunity = get_object_or_404(_opportunities(), salesforce_id=salesforce_id)
-    return render(request, "opportunities/_row.html", {"opportunity": opportunity})
+    return _row(request, salesforce_id)
 
 
 @editors_only
@@ -73,17 +85,17 @@ def edit_ps_fields(request, salesforce_id: str):
             messages.success(
                 request, f"{opportunity.name} saved; Salesforce gets the change in the background."
             )
-            return _saved(request, opportunity.pk, panel=panel)
+            return _saved(request, opportunity, panel=panel)
     status = 400 if request.method == "POST" else 200
     template = "opportunities/_ps_panel.html" if panel else "opportunities/_edit_row.html"
     context = {"opportunity": opportunity, "form": form, "oob_messages": request.method == "POST"}
     return render(request, template, context, status=status)
 
 
-def _saved(request, pk: int, *, panel: bool):
-    opportunity = _opportunities().get(pk=pk)
-    if panel:
-        form = PSFieldsForm(initial=PSFieldsForm.initial_for(opportunity))
-        context = {"opportunity": opportunity, "form": form, "oob_messages": True}
-        return render(request, "opportunities/_ps_panel.html", context)
-    return render(request, "opportunities/_row.html", {"opportunity": opportunity, "oob_messages": True})
+def _saved(request, opportunity: Opportunity, *, panel: bool):
+    if not panel:
+        return _row(request, opportunity.salesforce_id, oob_messages=True)
+    opportunity = _opportunities().get(pk=opportunity.pk)
+    form = PSFieldsForm(initial=PSFieldsForm.initial_for(opportunity))
+    context = {"opportunity": opportunity, "form": form, "oob_messages": True}
+    return render(request, "opportunities/_ps_panel.html", context)

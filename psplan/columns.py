@@ -1,9 +1,10 @@
 """A table's columns declared once: the `values()` its rows come from, the API item and its OpenAPI schema,
-the CSV and the HTML table's header all follow from one tuple of Columns.
+the CSV and the HTML table all follow from one tuple of Columns.
 
 A column reads one or more values from the row (`reads`: alias → field lookup or expression) and turns them into
 what the API shows (`value`). Rows are plain dicts from one query, so a page of items costs one query however
-many columns there are, and building an item is a dict comprehension over precomputed functions.
+many columns there are, and building an item is a dict comprehension over precomputed functions. A page's
+HTML table is some of those columns, headed by their labels, its cells drawn from the same API items.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from datetime import date, datetime
 from decimal import Decimal
 from functools import cached_property
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db.models import QuerySet
 from django.http import HttpResponse, HttpResponseBadRequest
+from django.utils.html import conditional_escape
+from django.utils.safestring import SafeString
 from django_filters import FilterSet
 from rest_framework import serializers
 
@@ -46,6 +49,17 @@ def or_none(value: Any) -> Any:
     return value or None
 
 
+def text_cell(value: Any) -> SafeString:
+    """A value as people read it in a table cell, escaped: "—" when not set, lists joined, yes or no."""
+    if value is None or value == "" or value == []:
+        return SafeString("—")
+    if isinstance(value, bool):
+        return SafeString("Yes" if value else "No")
+    if isinstance(value, list | tuple):
+        return conditional_escape(", ".join(map(str, value)))
+    return conditional_escape(value)
+
+
 @dataclass(frozen=True)
 class Column:
     """One column: its API key, the header people read, its schema field, and how its value is read."""
@@ -56,6 +70,9 @@ class Column:
     reads: Mapping[str, Any] | None = None
     value: Callable[[Row], Any] | None = None
     csv: Callable[[Any], Any] | None = None  # the CSV cell from the item's value; the value by default
+    # The HTML cell from the whole API item (so it may show several values, e.g. a link and its text);
+    # the item's value as text by default. It returns escaped HTML.
+    cell: Callable[[Row], SafeString] | None = None
 
     @property
     def lookups(self) -> Mapping[str, Any]:
@@ -66,6 +83,9 @@ class Column:
     def read(self) -> Callable[[Row], Any]:
         return self.value or itemgetter(self.key)
 
+    def html(self, item: Row) -> SafeString:
+        return self.cell(item) if self.cell is not None else text_cell(item[self.key])
+
 
 def column(
     key: str,
@@ -74,14 +94,39 @@ def column(
     *,
     source: Any = None,
     present: Callable[[Any], Any] | None = None,
+    cell: Callable[[Row], SafeString] | None = None,
 ) -> Column:
     """A column of one value: a model field (the key, or `source`), shown as is or through `present`."""
     alias = key if source is None else f"{key}_value"
     reads = None if source is None else {alias: source}
     if present is None:
-        return Column(key, label, field, reads, None if source is None else itemgetter(alias))
+        return Column(key, label, field, reads, None if source is None else itemgetter(alias), cell=cell)
     get = itemgetter(alias)
-    return Column(key, label, field, reads, lambda row: present(get(row)))
+    return Column(key, label, field, reads, lambda row: present(get(row)), cell=cell)
+
+
+class HtmlRow(NamedTuple):
+    """One row of a page's table: the API item (for the row's own attributes) and its cells' HTML."""
+
+    item: dict[str, Any]
+    cells: list[SafeString]
+
+
+@dataclass(frozen=True)
+class HtmlTable:
+    """Some of a table's columns as a page shows them: headed by their labels, cells drawn from API items."""
+
+    table: Table
+    columns: tuple[Column, ...]
+
+    @property
+    def headers(self) -> list[str]:
+        return [column_.label for column_ in self.columns]
+
+    def rows(self, rows: Iterable[Row]) -> list[HtmlRow]:
+        """Rows read by the table (`Table.rows`, e.g. one page of them), each with its cells."""
+        columns = self.columns
+        return [HtmlRow(item, [column_.html(item) for column_ in columns]) for item in self.table.items(rows)]
 
 
 @dataclass(frozen=True)
@@ -95,6 +140,14 @@ class Table:
     def extended(self, name: str, columns: Iterable[Column]) -> Table:
         """This table with more columns (a detail view of the same rows)."""
         return Table(name, (*self.columns, *columns), self.prepare)
+
+    def html(self, *keys: str) -> HtmlTable:
+        """The HTML table of a page that shows these columns, in this order."""
+        by_key = {column_.key: column_ for column_ in self.columns}
+        unknown = [key for key in keys if key not in by_key]
+        if unknown:
+            raise ValueError(f"{self.name} has no column {', '.join(unknown)}")
+        return HtmlTable(self, tuple(by_key[key] for key in keys))
 
     def rows(self, queryset: QuerySet, **context: Any) -> QuerySet:
         """The queryset's rows with every value the columns read, in one query."""

@@ -1,19 +1,28 @@
 """Scoping issues and engagement managers as tables: each column declared once (psplan.columns) for the
-query, the API and its schema, the CSV and the HTML table header."""
+query, the API and its schema, the CSV and the HTML table."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
+from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.db.models import F
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.text import slugify
 from rest_framework import serializers
 
 from opportunities.api.serializers import WriteBackSerializer, write_back, write_back_status
 from opportunities.choices import Segment
+from opportunities.models import salesforce_url_prefix
 from opportunities.tables import ENGAGEMENT_MANAGER_COLUMNS
+from opportunities.templatetags.outside import outside_link
+from opportunities.templatetags.write_state import write_badge
 from psplan import queue
-from psplan.columns import Column, Table, column, iso, or_none
+from psplan.columns import Column, Table, column, iso, or_none, text_cell
 from scoping.choices import EMStatus, IssueState, Outcome, Stage
 from scoping.models import GitLabWrite
 from scoping.selectors import OPEN_ISSUE_COUNT, TERRITORIES
@@ -24,6 +33,59 @@ _stage = itemgetter("stage")
 
 def _with_staleness(queryset, *, as_of):
     return queryset.with_staleness(as_of=as_of)
+
+
+def _issue_cell(item) -> SafeString:
+    return format_html(
+        '<a href="{}">#{}</a>', reverse("scoping:issue-detail", args=[item["iid"]]), item["iid"]
+    )
+
+
+def _title_cell(item) -> SafeString:
+    """The title with what the row needs said beside it: Public Sector, an undelivered change, GitLab's page."""
+    write = item["write_back"] or {}
+    return format_html(
+        "{}{} {} <small>{}</small>",
+        item["title"],
+        SafeString(' <span class="tag pubsec">Public Sector US</span>') if item["public_sector"] else "",
+        write_badge(write.get("status"), write.get("error"), "GitLab"),
+        outside_link(item["web_url"], "GitLab ↗"),
+    )
+
+
+def _stage_cell(item) -> SafeString:
+    stage = item["stage"]
+    return format_html('<span class="stage stage-{}">{}</span>', slugify(stage), Stage(stage).label)
+
+
+def _em_status_cell(item) -> SafeString:
+    status = item["em_status"]
+    return text_cell(status and EMStatus(status).label)
+
+
+def _opportunity_cell(item) -> SafeString:
+    if item["opportunity"] is None:
+        return text_cell(None)
+    url = f"{salesforce_url_prefix()}{item['opportunity']}/view"
+    return outside_link(url, item["opportunity_name"] or item["opportunity"])
+
+
+def _last_activity_cell(item) -> SafeString:
+    """How long ago, the exact time on hover, and whether the quiet has made it stale or soon will."""
+    when = item["last_activity_at"]
+    if item["stale"]:
+        warning = SafeString(' <span class="tag stale-tag">stale</span>')
+    elif item["going_stale"]:
+        warning = SafeString(' <span class="tag warn-tag">goes stale soon</span>')
+    else:
+        warning = ""
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>{}',
+        when,
+        when,
+        naturaltime(datetime.fromisoformat(when)),
+        warning,
+    )
 
 
 WRITE_BACK = Column(
@@ -40,13 +102,18 @@ WRITE_BACK = Column(
 SCOPING_ISSUES = Table(
     "ScopingIssue",
     (
-        column("iid", "Issue", serializers.IntegerField()),
-        column("title", "Title", serializers.CharField()),
+        column("iid", "Issue", serializers.IntegerField(), cell=_issue_cell),
+        column("title", "Title", serializers.CharField(), cell=_title_cell),
         column(
             "web_url", "GitLab URL", serializers.CharField(help_text="Empty when GitLab's was not http(s)")
         ),
         column("state", "State", serializers.ChoiceField(choices=IssueState.choices)),
-        column("stage", "Stage", serializers.ChoiceField(choices=Stage.choices, help_text="Board column")),
+        column(
+            "stage",
+            "Stage",
+            serializers.ChoiceField(choices=Stage.choices, help_text="Board column"),
+            cell=_stage_cell,
+        ),
         Column(
             "outcome",
             "Outcome",
@@ -71,6 +138,7 @@ SCOPING_ISSUES = Table(
             "EM status",
             serializers.ChoiceField(choices=EMStatus.choices, allow_null=True),
             present=or_none,
+            cell=_em_status_cell,
         ),
         column("public_sector", "Public Sector US", serializers.BooleanField()),
         *ENGAGEMENT_MANAGER_COLUMNS,
@@ -79,6 +147,13 @@ SCOPING_ISSUES = Table(
             "Opportunity",
             serializers.CharField(allow_null=True, help_text="Salesforce id"),
             source=F("opportunity__salesforce_id"),
+            cell=_opportunity_cell,
+        ),
+        column(
+            "opportunity_name",
+            "Opportunity name",
+            serializers.CharField(allow_null=True),
+            source=F("opportunity__name"),
         ),
         column("labels", "Labels", serializers.ListField(child=serializers.CharField(allow_blank=True))),
         column(
@@ -86,6 +161,7 @@ SCOPING_ISSUES = Table(
             "Last activity",
             serializers.DateTimeField(help_text="Latest human change; PS Plan's own writes never count"),
             present=iso,
+            cell=_last_activity_cell,
         ),
         Column(
             "stale",
@@ -110,6 +186,19 @@ SCOPING_ISSUES = Table(
         WRITE_BACK,
     ),
     prepare=_with_staleness,
+)
+
+# The issues page's table.
+ISSUE_LIST = SCOPING_ISSUES.html(
+    "iid",
+    "title",
+    "stage",
+    "segment",
+    "engagement_manager_name",
+    "em_status",
+    "close_qtr",
+    "opportunity",
+    "last_activity_at",
 )
 
 SCOPING_ISSUE_DETAIL = SCOPING_ISSUES.extended(

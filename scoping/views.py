@@ -40,7 +40,6 @@ from scoping.selectors import (
     people,
     undelivered_changes,
     with_opportunity_write,
-    with_write_state,
 )
 from scoping.services import (
     set_issue_em_status,
@@ -50,7 +49,7 @@ from scoping.services import (
     set_keep_open,
 )
 from scoping.sync import lock_holder
-from scoping.tables import SCOPING_ISSUES
+from scoping.tables import ISSUE_LIST, SCOPING_ISSUES
 from scoping.triage import suggest
 from scoping.workspace import FIRST_TOUCH, TriageRow, em_board, my_work, swimlanes, triage_page, triage_rows
 
@@ -75,18 +74,15 @@ def issue_list(request):
     now = timezone.now()
     if "csv" in request.GET:
         return _issues_csv(request.GET, as_of=now)
-    issues = with_write_state(
-        ScopingIssue.objects.current()
-        .select_related("engagement_manager", "opportunity")
-        .with_staleness(as_of=now)
-    )
+    issues = ScopingIssue.objects.current()
     filterset = ScopingIssueFilter(request.GET, queryset=issues)
-    page = Paginator(filterset.qs if filterset.is_valid() else issues.none(), ISSUES_PER_PAGE).get_page(
-        request.GET.get("page")
-    )
+    listed = SCOPING_ISSUES.rows(filterset.qs if filterset.is_valid() else issues.none(), as_of=now)
+    page = Paginator(listed, ISSUES_PER_PAGE).get_page(request.GET.get("page"))
     context = {
         "filterset": filterset,
         "page": page,
+        "table": ISSUE_LIST,
+        "rows": ISSUE_LIST.rows(page),
         "engagement_managers": people(request.user).offered,
         "query_without_page": _query_without(request.GET, "page"),
         "live_since": now,
@@ -97,7 +93,7 @@ def issue_list(request):
 
 def _issues_csv(query: QueryDict, *, as_of: datetime) -> HttpResponse:
     """Every issue the page's filters keep, with the API's columns."""
-    filterset = ScopingIssueFilter(query, queryset=ScopingIssue.objects.current().order_by("-iid"))
+    filterset = ScopingIssueFilter(query, queryset=ScopingIssue.objects.current())
     return SCOPING_ISSUES.csv_download(filterset, filename="scoping-issues", as_of=as_of)
 
 

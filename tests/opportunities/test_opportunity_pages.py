@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+from datetime import date
 
 import pytest
 from django.db import connection
@@ -21,11 +23,56 @@ def test_open_opportunities_are_listed_by_default(reader_client):
     OpportunityFactory(name="Open deal")
     OpportunityFactory(name="Closed deal", is_closed=True)
     response = reader_client.get("/opportunities/")
-    assert [o.name for o in response.context["page"]] == ["Open deal"]
-    assert [o.name for o in reader_client.get("/opportunities/?is_closed=true").context["page"]] == [
-        "Closed deal"
-    ]
+    assert [row.item["name"] for row in response.context["rows"]] == ["Open deal"]
+    closed = reader_client.get("/opportunities/?is_closed=true")
+    assert [row.item["name"] for row in closed.context["rows"]] == ["Closed deal"]
     assert ">Edit<" not in response.content.decode()
+
+
+def test_the_table_shows_the_declared_columns_with_cells_people_read(reader_client):
+    """Headers are the columns' declared labels (as in the CSV); cells show names, amounts and links."""
+    OpportunityFactory(
+        salesforce_id=OPP,
+        name="Acme <expansion>",
+        account__name="Acme Corp",
+        close_date=date(2026, 12, 15),
+        close_quarter="Q427",
+        proserv_amount="12500.40",
+        engagement_manager=EngagementManagerFactory(name="Priya Raman"),
+        em_confidence="Amber",
+        em_confidence_rationale="Procurement " + "is slow " * 30,
+        scoping_issue_link="https://gitlab.example.com/group/ps-plan/-/issues/12",
+    )
+    html = reader_client.get("/opportunities/").content.decode()
+    headers = re.findall(r'<th scope="col">(.*?)</th>', html)
+    cells = re.findall(
+        r"<td>(.*?)</td>", re.search(rf'<tr id="opportunity-{OPP}".*?</tr>', html, re.S).group()
+    )
+
+    assert headers[:-1] == [
+        "Opportunity",
+        "Close date",
+        "Stage",
+        "PS amount",
+        "Engagement manager",
+        "EM confidence",
+        "Rationale",
+        "Write-back",
+    ]
+    name, close, stage, amount, manager, confidence, rationale, write_back, actions = cells
+    assert name == (
+        f'<a href="https://login.salesforce.com/lightning/r/Opportunity/{OPP}/view" target="_blank" '
+        'rel="noopener noreferrer">Acme &lt;expansion&gt;</a><br><small class="muted">Acme Corp</small>'
+    )
+    assert (
+        close
+        == '<time class="nowrap" datetime="2026-12-15">2026-12-15</time><br><small class="muted">Q427</small>'
+    )
+    assert (stage, amount, manager) == ("3-Technical Evaluation", "12,500", "Priya Raman")
+    assert confidence == '<span class="tag confidence-amber">Amber</span>'
+    assert rationale.startswith("Procurement is slow") and "…<br><small>" in rationale
+    assert 'href="https://gitlab.example.com/group/ps-plan/-/issues/12"' in rationale
+    assert (write_back, actions) == ('<span class="write-state"></span>', "")
 
 
 def test_an_em_sets_confidence_with_a_rationale_and_the_row_shows_it_is_being_sent(em_client):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import timedelta
 
 import pytest
@@ -9,7 +10,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from scoping.choices import IssueState
+from scoping.choices import IssueState, Stage
+from scoping.services import set_issue_stage
 from tests.factories import EngagementManagerFactory, OpportunityFactory, ScopingIssueFactory
 
 pytestmark = pytest.mark.django_db
@@ -18,7 +20,7 @@ SC = "Services Calculator"
 
 
 def _titles(response) -> set[str]:
-    return {issue.title for issue in response.context["page"]}
+    return {row.item["title"] for row in response.context["rows"]}
 
 
 def test_signed_in_reader_sees_the_issue_table(reader_client):
@@ -78,6 +80,60 @@ def test_a_malformed_close_quarter_filter_says_what_is_wrong(reader_client):
     assert response.status_code == 200
     assert "Enter a fiscal quarter like Q323." in response.content.decode()
     assert _titles(response) == set()
+
+
+def _headers_and_cells(html: str) -> tuple[list[str], list[str]]:
+    """The table's column headers and its first row's cells, as HTML."""
+    headers = re.findall(r'<th scope="col">(.*?)</th>', html)
+    first_row = re.search(r"<tbody>\s*<tr[^>]*>(.*?)</tr>", html, re.S).group(1)
+    return headers, re.findall(r"<td>(.*?)</td>", first_row, re.S)
+
+
+def test_the_table_shows_the_declared_columns_with_cells_people_read(reader_client, em_user):
+    """Headers are the columns' declared labels (the same as the CSV's); each cell shows the value as people read
+    it: names rather than ids, the stage's words, links that stay inside PS Plan or go to the other system."""
+    em = EngagementManagerFactory(name="Priya Raman")
+    opportunity = OpportunityFactory(name="Acme <renewal>", salesforce_id="006000000000123AAA")
+    issue = ScopingIssueFactory(
+        title="<b>Acme</b> migration",
+        labels=[SC, "proposal::Strawman_WIP", "Segment::SMB", "EM_Status::ToDo", "Public Sector US"],
+        engagement_manager=em,
+        opportunity=opportunity,
+    )
+    set_issue_stage(issue=issue, stage=Stage.SOW_WIP, actor=em_user)
+
+    headers, cells = _headers_and_cells(reader_client.get("/issues/").content.decode())
+
+    assert headers == [
+        "Issue",
+        "Title",
+        "Stage",
+        "Segment",
+        "Engagement manager",
+        "EM status",
+        "Close quarter",
+        "Opportunity",
+        "Last activity",
+    ]
+    issue_cell, title, stage, segment, manager, em_status, close_qtr, opportunity_cell, activity = cells
+    assert issue_cell == f'<a href="/issues/{issue.iid}/">#{issue.iid}</a>'
+    assert title.startswith("&lt;b&gt;Acme&lt;/b&gt; migration")  # GitLab's text never becomes markup
+    assert "Public Sector US" in title and "sending…" in title and "GitLab ↗" in title
+    assert stage == '<span class="stage stage-sow_wip">SOW WIP</span>'
+    assert (segment, manager, em_status, close_qtr) == ("SMB", "Priya Raman", "To do", "—")
+    assert opportunity_cell == (
+        '<a href="https://login.salesforce.com/lightning/r/Opportunity/006000000000123AAA/view" '
+        'target="_blank" rel="noopener noreferrer">Acme &lt;renewal&gt;</a>'
+    )
+    assert re.fullmatch(r'<time datetime="[^"]+Z" title="[^"]+">[^<]+</time>', activity)
+
+
+def test_an_issue_without_an_em_or_an_opportunity_says_so(reader_client):
+    ScopingIssueFactory(labels=[SC, "Open"])
+
+    _, cells = _headers_and_cells(reader_client.get("/issues/").content.decode())
+
+    assert (cells[4], cells[5], cells[7]) == ("Unassigned", "—", "—")
 
 
 def test_htmx_request_gets_only_the_table_fragment(reader_client):
