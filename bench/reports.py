@@ -265,7 +265,7 @@ def reports() -> dict[str, Callable[[], Any]]:
 
     def slipped_deals():
         chosen = {"opportunities": Opportunity.objects.all(), "quarter": current}
-        return deals.slipped_totals(**chosen), deals.slipped_deals(**chosen, limit=ROWS_SHOWN)
+        return deals.slipped(**chosen, limit=ROWS_SHOWN)
 
     def calibration():
         quarters = current.previous().ending_series(deals.CALIBRATION_QUARTERS)
@@ -353,10 +353,6 @@ def sql_reports() -> dict[str, list[tuple[str, Callable[[], dict[str, Any]]]]]:
         }
 
     calibration_quarters = current.previous().ending_series(4)
-    moves = f"""
-        SELECT 1 FROM {CHANGES} c WHERE c.opportunity_id = o.id AND c.field = 'CloseDate'
-        AND c.changed_at >= %(start)s AND c.changed_at < %(end)s
-        AND c.old_value BETWEEN %(first)s AND %(last)s AND c.new_value > %(last)s"""
     cohort = """
         SELECT COALESCE(NULLIF(COALESCE(
                    (SELECT c.old_value FROM {changes} c WHERE c.opportunity_id = o.id AND c.field = 'EMConfidence'
@@ -472,14 +468,11 @@ def sql_reports() -> dict[str, list[tuple[str, Callable[[], dict[str, Any]]]]]:
         ],
         "slipped_deals": [
             (
-                f"SELECT COUNT(*), COALESCE(SUM({PS_AMOUNT}), 0) FROM {OPPORTUNITIES} o WHERE EXISTS ({moves})",
-                quarter,
-            ),
-            (
-                f"""SELECT * FROM (
-                    SELECT DISTINCT ON (c.opportunity_id) o.salesforce_id, o.name, a.name, e.name, c.old_value,
+                # Each deal once with its latest move out; the totals over all of them before the limit.
+                f"""SELECT latest.*, COUNT(*) OVER (), SUM(latest.ps_amount) OVER () FROM (
+                    SELECT DISTINCT ON (c.opportunity_id) o.salesforce_id, o.name, a.name AS account, e.name AS em, c.old_value,
                            c.new_value, c.changed_at, o.close_date, o.close_quarter, o.stage_name, o.is_closed,
-                           o.is_won, {PS_AMOUNT}, c.id, {WHO}
+                           o.is_won, {PS_AMOUNT} AS ps_amount, c.id, {WHO}
                     FROM {CHANGES} c JOIN {OPPORTUNITIES} o ON o.id = c.opportunity_id
                     LEFT JOIN auth_user u ON u.id = c.actor_id
                     LEFT JOIN opportunities_account a ON a.id = o.account_id
@@ -596,12 +589,8 @@ def agree(name: str, report: Any, sql: list[list[tuple]]) -> None:
             (sum(row[2] for row in sql[0]), sum(row[3] for row in sql[0]), len(sql[4])),
         ),
         "slipped_deals": lambda: (
-            (
-                report[0]["count"],
-                report[0]["amount"],
-                [(r["salesforce_id"], r["changed_by"]) for r in report[1]],
-            ),
-            (sql[0][0][0], sql[0][0][1], [(row[0], row[14]) for row in sql[1]]),
+            (report.count, report.amount, [(r["salesforce_id"], r["changed_by"]) for r in report.deals]),
+            (sql[0][0][15], sql[0][0][16], [(row[0], row[14]) for row in sql[0]]),
         ),
         "calibration": lambda: (
             sorted((o.confidence, o.counts) for o in report.overall if o.total),

@@ -9,10 +9,14 @@ from opportunities.models import Opportunity, SalesforceWrite
 from psplan import queue
 
 
-def ps_amount() -> Coalesce:
-    """CONTRACT.md: the PS amount is the first of Proserv amount, PS value and Amount that is set."""
+def ps_amount(through: str = "") -> Coalesce:
+    """CONTRACT.md: the PS amount is the first of Proserv amount, PS value and Amount that is set; `through`
+    is the path to the opportunity from another model (`opportunity__`)."""
     return Coalesce(
-        "proserv_amount", "ps_value", "amount", output_field=DecimalField(max_digits=16, decimal_places=2)
+        f"{through}proserv_amount",
+        f"{through}ps_value",
+        f"{through}amount",
+        output_field=DecimalField(max_digits=16, decimal_places=2),
     )
 
 

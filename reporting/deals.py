@@ -25,6 +25,7 @@ from django.db.models import (
     Sum,
     Value,
     When,
+    Window,
 )
 from django.db.models.functions import Cast, Coalesce, NullIf
 
@@ -50,22 +51,31 @@ def _moves_out(quarter: FiscalQuarter) -> QuerySet[OpportunityChange]:
         field=CLOSE_DATE,
         changed_at__gte=quarter.starts_at(),
         changed_at__lt=quarter.ends_at(),
-        old_value__gte=first,
-        old_value__lte=last,
+        old_value__range=(first, last),
         new_value__gt=last,
     )
 
 
-DEAL_FIELDS = {  # a slipped deal's columns, read through the change's opportunity
-    "salesforce_id": "salesforce_id",
-    "name": "name",
-    "close_date": "close_date",
-    "close_quarter": "close_quarter",
-    "stage_name": "stage_name",
-    "is_closed": "is_closed",
-    "is_won": "is_won",
-    "account_name": "account__name",
-    "em_name": "engagement_manager__name",
+# A slipped deal's columns: its key → what the latest move out (an OpportunityChange) reads for it. Plain
+# lookups rather than F() aliases: the query is built for every page view, and these cost less to build.
+DEAL_COLUMNS = {
+    "salesforce_id": "opportunity__salesforce_id",
+    "name": "opportunity__name",
+    "close_date": "opportunity__close_date",
+    "close_quarter": "opportunity__close_quarter",
+    "stage_name": "opportunity__stage_name",
+    "is_closed": "opportunity__is_closed",
+    "is_won": "opportunity__is_won",
+    "account_name": "opportunity__account__name",
+    "em_name": "opportunity__engagement_manager__name",
+    "moved_from": "old_value",
+    "moved_to": "new_value",
+    "moved_at": "changed_at",
+    "source": "source",
+    "actor_name": "actor_name",
+    "actor_first_name": "actor__first_name",
+    "actor_last_name": "actor__last_name",
+    "actor_username": "actor__username",
 }
 
 
@@ -81,10 +91,20 @@ def who(row: dict[str, Any]) -> str:
     )
 
 
-def slipped_deals(
+@dataclass(frozen=True)
+class Slipped:
+    """The deals that slipped out of a quarter: how many, their PS amount, and (up to a limit) the deals."""
+
+    count: int
+    amount: Decimal
+    deals: list[dict[str, Any]]
+
+
+def slipped(
     *, opportunities: QuerySet[Opportunity], quarter: FiscalQuarter, limit: int | None = None
-) -> list[dict[str, Any]]:
-    """One row per opportunity that slipped out of `quarter`, with its latest move out; newest first."""
+) -> Slipped:
+    """Each opportunity that slipped out of `quarter` once, with its latest move out, newest first; and the
+    count and PS amount of all of them. One query: the totals are window sums, taken before the limit."""
     moves = _moves_out(quarter)
     later = moves.filter(opportunity=OuterRef("opportunity")).filter(
         Q(changed_at__gt=OuterRef("changed_at")) | Q(changed_at=OuterRef("changed_at"), pk__gt=OuterRef("pk"))
@@ -93,34 +113,25 @@ def slipped_deals(
         moves = moves.filter(opportunity__in=opportunities.order_by().values("pk"))
     rows = (
         moves.filter(~Exists(later))
-        .values(
-            "source",
-            "actor_name",
-            moved_from=F("old_value"),
-            moved_to=F("new_value"),
-            moved_at=F("changed_at"),
-            actor_first_name=F("actor__first_name"),
-            actor_last_name=F("actor__last_name"),
-            actor_username=F("actor__username"),
-            **{name: F(f"opportunity__{path}") for name, path in DEAL_FIELDS.items()},
-            ps_amount=Coalesce(
-                "opportunity__proserv_amount",
-                "opportunity__ps_value",
-                "opportunity__amount",
-                output_field=_AMOUNT,
-            ),
+        .values(*DEAL_COLUMNS.values())
+        .annotate(
+            ps_amount=ps_amount(through="opportunity__"),
+            slipped_count=Window(Count("pk")),
+            slipped_amount=Window(Sum("ps_amount")),
         )
         .order_by("-changed_at", "opportunity__salesforce_id")
     )
-    return [{**row, "changed_by": who(row)} for row in (rows[:limit] if limit else rows)]
+    found = list(rows[:limit] if limit else rows)
+    if not found:
+        return Slipped(count=0, amount=Decimal("0"), deals=[])
+    totals = found[0]
+    amount = totals["slipped_amount"] or Decimal("0")  # no amount on any of them
+    return Slipped(totals["slipped_count"], amount, [_deal(row) for row in found])
 
 
-def slipped_totals(*, opportunities: QuerySet[Opportunity], quarter: FiscalQuarter) -> dict[str, Any]:
-    """How many opportunities slipped out of `quarter`, and their PS amount, in one aggregate query."""
-    moved = _moves_out(quarter).filter(opportunity=OuterRef("pk"))
-    return opportunities.filter(Exists(moved)).aggregate(
-        count=Count("id"), amount=Coalesce(Sum(ps_amount()), Value(Decimal("0")), output_field=_AMOUNT)
-    )
+def _deal(row: dict[str, Any]) -> dict[str, Any]:
+    deal = {key: row[lookup] for key, lookup in DEAL_COLUMNS.items()}
+    return deal | {"ps_amount": row["ps_amount"], "changed_by": who(deal)}
 
 
 # --- EM confidence calibration --------------------------------------------------------------------

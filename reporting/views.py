@@ -188,14 +188,13 @@ def slipped_deals(request):
     if "csv" in request.GET:
         if not valid:
             return _invalid_csv()
-        rows = exports.with_currency(deals.slipped_deals(**chosen), settings.PSPLAN_CURRENCY)
+        rows = exports.with_currency(deals.slipped(**chosen).deals, settings.PSPLAN_CURRENCY)
         return _csv(request, "slipped-deals", {"slipped": lambda: (exports.SLIPPED, rows)})
     context = _common(
         request,
         filterset=filterset,
         period=period,
-        totals=deals.slipped_totals(**chosen) if valid else None,
-        rows=deals.slipped_deals(**chosen, limit=ROWS_SHOWN) if valid else [],
+        slipped=deals.slipped(**chosen, limit=ROWS_SHOWN) if valid else None,
         salesforce_base=salesforce_url_prefix(),
         rows_shown=ROWS_SHOWN,
     )

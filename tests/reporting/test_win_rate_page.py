@@ -101,7 +101,7 @@ def test_every_figure_links_to_exactly_the_issues_it_counts(reader_client):
     assert len(links) > 30
     for url, shown in links:
         listed = reader_client.get(url).context["page"].paginator.object_list
-        stages = [issue.stage for issue in listed]
+        stages = [issue["stage"] for issue in listed]
         if shown.endswith("%"):
             won, decided = stages.count(Stage.CLOSED_WON), len(stages)
             assert decided and f"{round(won / decided * 100)}%" == shown, url
@@ -120,7 +120,7 @@ def test_a_won_figure_lists_the_issues_behind_it(reader_client):
     )
     assert url == "/issues/?engagement_manager=praman&close_qtr=Q227&stage=Closed_Won"
     listed = reader_client.get(url).context["page"].paginator.object_list
-    assert sorted(issue.segment for issue in listed) == ["SMB", "SMB"]
+    assert sorted(issue["segment"] for issue in listed) == ["SMB", "SMB"]
 
 
 def test_people_are_shown_by_name_and_the_definition_is_on_the_page(reader_client):
