@@ -93,22 +93,23 @@ class People:
         return next((em for em in self.engagement_managers if em.gitlab_username.casefold() == wanted), None)
 
 
+# Every EM with the two rules as flags, built once: resolving the rules again on each request cost twice
+# the query itself, and they never change.
+_PEOPLE = EngagementManager.objects.order_by("name", "pk").annotate(
+    is_offered=ExpressionWrapper(_OFFERED, output_field=BooleanField()),
+    is_assignable=ExpressionWrapper(_ASSIGNABLE, output_field=BooleanField()),
+)
+_PEOPLE_FLAGS = ("is_offered", "is_assignable")
+
+
 def people(viewer: AbstractBaseUser, *, with_digest: bool = False) -> People:
     """Every EM, the signed-in user's role and their own EM, in one query: each page needs all three, and
     each was a query of its own. The role and EM are remembered for can_edit and engagement_manager_of.
     `with_digest` also reads whether the viewer gets the weekly e-mail ("My work" shows it)."""
-    flags = {
-        "is_offered": ExpressionWrapper(_OFFERED, output_field=BooleanField()),
-        "is_assignable": ExpressionWrapper(_ASSIGNABLE, output_field=BooleanField()),
-        "viewer_in_group": engagement_managers_group_of(viewer),
-    }
+    flags = {"viewer_in_group": engagement_managers_group_of(viewer)}
     if with_digest:
         flags["viewer_gets_digest"] = Exists(DigestSubscription.objects.filter(user=viewer.pk))
-    rows = list(
-        EngagementManager.objects.order_by("name", "pk")
-        .annotate(**flags)
-        .values_list(*_PERSON_FIELDS, *flags)
-    )
+    rows = list(_PEOPLE.annotate(**flags).values_list(*_PERSON_FIELDS, *_PEOPLE_FLAGS, *flags))
     fields = len(_PERSON_FIELDS)
     # Instances with the fields read (the rest deferred), so that services and templates take them as EMs.
     ems = [EngagementManager.from_db(DEFAULT_DB_ALIAS, _PERSON_FIELDS, row[:fields]) for row in rows]
