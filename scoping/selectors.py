@@ -243,15 +243,24 @@ def failed_writes_for(*, engagement_manager: EngagementManager, user) -> dict[st
     """Write-backs GitLab or Salesforce refused, on the EM's issues and opportunities or made by them, newest
     first, as rows of what "My work" and its e-mail show of each."""
     return {
-        "gitlab": GitLabWrite.objects.filter(status=WriteStatus.FAILED)
-        .filter(Q(issue__engagement_manager=engagement_manager) | Q(created_by=user))
-        .order_by("-created_at", "-id")
-        .values("last_error", iid=F("issue__iid"), title=F("issue__title")),
-        "salesforce": SalesforceWrite.objects.filter(status=WriteStatus.FAILED)
-        .filter(Q(opportunity__engagement_manager=engagement_manager) | Q(created_by=user))
-        .order_by("-created_at", "-id")
-        .values("last_error", salesforce_id=F("opportunity__salesforce_id"), name=F("opportunity__name")),
+        "gitlab": _FAILED_GITLAB.filter(Q(issue__engagement_manager=engagement_manager) | Q(created_by=user)),
+        "salesforce": _FAILED_SALESFORCE.filter(
+            Q(opportunity__engagement_manager=engagement_manager) | Q(created_by=user)
+        ),
     }
+
+
+# Built once (each read filters a fresh copy): "My work" reads both on every request.
+_FAILED_GITLAB = (
+    GitLabWrite.objects.filter(status=WriteStatus.FAILED)
+    .order_by("-created_at", "-id")
+    .values("last_error", iid=F("issue__iid"), title=F("issue__title"))
+)
+_FAILED_SALESFORCE = (
+    SalesforceWrite.objects.filter(status=WriteStatus.FAILED)
+    .order_by("-created_at", "-id")
+    .values("last_error", salesforce_id=F("opportunity__salesforce_id"), name=F("opportunity__name"))
+)
 
 
 def with_stage_entered_at(queryset: QuerySet[ScopingIssue]) -> QuerySet[ScopingIssue]:
