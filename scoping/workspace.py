@@ -222,11 +222,13 @@ def triage_page(page_number: str | int | None) -> Page:
 
 
 def _page_number(text: str | int | None) -> int | None:
+    """The page asked for, if the database can skip to it: an offset past a 64-bit integer is an error
+    there, where the paginator's own count shows it is past the end."""
     try:
         number = int(text or 1)
     except ValueError:
         return None
-    return number if number >= 1 else None
+    return number if number >= 1 and number * TRIAGE_PER_PAGE < 2**63 else None
 
 
 def is_overdue(issue: ScopingIssue, *, as_of: datetime) -> bool:
