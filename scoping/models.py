@@ -151,6 +151,9 @@ class ScopingIssue(models.Model):
             models.Index(fields=["close_qtr"]),
             models.Index(fields=["last_activity_at"]),
             models.Index(fields=["updated_at"]),
+            # The boards show issues closed in the last 90 days beside the open ones: without it, every
+            # board read every closed issue there ever was.
+            models.Index(fields=["closed_at"]),
         ]
 
     def __str__(self) -> str:

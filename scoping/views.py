@@ -39,7 +39,6 @@ from scoping.selectors import (
     opportunity_with_write,
     people,
     undelivered_changes,
-    with_opportunity_write,
 )
 from scoping.services import (
     set_issue_em_status,
@@ -174,26 +173,23 @@ def retry_writes(request):
 
 
 def _issue(iid: int) -> ScopingIssue:
-    """The issue with its EM, who set its override and its opportunity (account, EM, newest write), one query."""
-    issues = with_opportunity_write(
+    """The issue with who set its override and its opportunity with its account, one query (the page takes
+    the EMs from people())."""
+    issues = (
         ScopingIssue.objects.current()
-        .select_related(
-            "engagement_manager",
-            "keep_open_set_by",
-            "opportunity__account",
-            "opportunity__engagement_manager",
-        )
+        .select_related("keep_open_set_by", "opportunity__account")
         .with_staleness(as_of=timezone.now())
     )
     return get_object_or_404(issues, iid=iid)
 
 
 def _issue_context(request, issue: ScopingIssue, **forms) -> dict:
-    opportunity = opportunity_with_write(issue)
-    fields_form = forms.get("fields_form") or IssueFieldsForm(initial=_issue_initial(issue))
     # The EM <select>s list the EMs as the forms' own querysets would, from the EMs read with the signed-in
     # user: a query of their own each cost more than the rest of the page.
     everyone = people(request.user)
+    everyone.attach_to(issue)
+    opportunity = opportunity_with_write(issue)
+    fields_form = forms.get("fields_form") or IssueFieldsForm(initial=_issue_initial(issue))
     fields_form.fields["engagement_manager"].choices = [
         ("", fields_form.fields["engagement_manager"].empty_label),
         *((em.gitlab_username, em.name) for em in everyone.assignable),
@@ -208,7 +204,7 @@ def _issue_context(request, issue: ScopingIssue, **forms) -> dict:
     return {
         "issue": issue,
         "timeline": issue_timeline(issue),
-        "undelivered": undelivered_changes(issue),
+        "undelivered": undelivered_changes(issue, opportunity),
         "fields_form": fields_form,
         "keep_open_form": forms.get("keep_open_form")
         or KeepOpenForm(initial={"keep_open_until": issue.keep_open_until}),

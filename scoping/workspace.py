@@ -200,14 +200,35 @@ _TRIAGE_ROW_FIELDS = (
 
 
 def triage_page(page_number: str | int | None) -> Page:
-    """Untriaged issues, oldest first, a page at a time."""
+    """Untriaged issues, oldest first, a page at a time. How many wait comes with the rows, counted by a
+    window over the same query: a COUNT query of its own cost as much as reading the page."""
     queue = (
         ScopingIssue.objects.untriaged()
         .select_related("engagement_manager", "opportunity__account__territory")
         .only(*_TRIAGE_ROW_FIELDS)
+        .annotate(waiting=Window(Count("pk")))
         .order_by("created_at", "pk")
     )
-    return Paginator(queue, TRIAGE_PER_PAGE).get_page(page_number)
+    paginator = Paginator(queue, TRIAGE_PER_PAGE)
+    number = _page_number(page_number)
+    if number is not None:
+        first = (number - 1) * TRIAGE_PER_PAGE
+        rows = list(queue[first : first + TRIAGE_PER_PAGE])
+        if rows or number == 1:
+            paginator.count = rows[0].waiting if rows else 0
+            return Page(rows, number, paginator)
+    # Not a page number, or past the last page: Django's paginator picks the page, counting on its own.
+    return paginator.get_page(page_number)
+
+
+def _page_number(text: str | int | None) -> int | None:
+    """The page asked for, if the database can skip to it: an offset past a 64-bit integer is an error
+    there, where the paginator's own count shows it is past the end."""
+    try:
+        number = int(text or 1)
+    except ValueError:
+        return None
+    return number if number >= 1 and number * TRIAGE_PER_PAGE < 2**63 else None
 
 
 def is_overdue(issue: ScopingIssue, *, as_of: datetime) -> bool:
@@ -356,6 +377,21 @@ _WORK_LIST_ORDERS = {
 }
 
 
+# Built once (each read filters a fresh copy): "My work" reads it on every request.
+_WORK_CANDIDATES = (
+    ScopingIssue.objects.open()
+    .with_untriaged()
+    .values(
+        "pk",
+        "engagement_manager_id",
+        "em_status",
+        "untriaged_now",
+        *_WORK_ITEM_FIELDS,
+        place=Coalesce("opportunity__account__name", "opportunity__name", Value("")),
+    )
+)
+
+
 def _work_issues(engagement_manager: EngagementManager, *, as_of: datetime) -> dict[str, list[WorkItem]]:
     """The issue lists of "My work" from one query of the issues that can be on them (the EM's open ones
     and the untriaged ones of their territories), sorted into lists here: one query instead of one per list,
@@ -365,23 +401,9 @@ def _work_issues(engagement_manager: EngagementManager, *, as_of: datetime) -> d
             engagement_manager=engagement_manager, territory=OuterRef("opportunity__account__territory")
         )
     )
-    rows = (
-        ScopingIssue.objects.open()
-        .filter(
-            Q(engagement_manager=engagement_manager) | Q(engagement_manager__isnull=True) & in_my_territories
-        )
-        .with_untriaged()
-        .with_staleness(as_of=as_of)
-        .values(
-            "pk",
-            "engagement_manager_id",
-            "em_status",
-            "untriaged_now",
-            "going_stale_now",
-            *_WORK_ITEM_FIELDS,
-            place=Coalesce("opportunity__account__name", "opportunity__name", Value("")),
-        )
-    )
+    rows = _WORK_CANDIDATES.filter(
+        Q(engagement_manager=engagement_manager) | Q(engagement_manager__isnull=True) & in_my_territories
+    ).with_staleness(as_of=as_of)  # adds going_stale_now to the rows
     lists: dict[str, list[tuple[tuple, WorkItem]]] = {name: [] for name in _WORK_LIST_ORDERS}
     for row in rows:
         mine = row["engagement_manager_id"] == engagement_manager.pk
@@ -404,25 +426,26 @@ def _closing_opportunities(
     engagement_manager: EngagementManager, *, as_of: datetime
 ) -> list[ClosingOpportunity]:
     today = timezone.localdate(as_of)
-    rows = (
-        Opportunity.objects.open()
-        .for_em(engagement_manager)
-        .filter(
-            em_confidence__in=[EMConfidence.GREY, EMConfidence.RED],
-            close_date__gte=today,
-            close_date__lte=today + CLOSING_SOON,
-        )
-        .order_by("close_date", "name")
-        .values(
-            "salesforce_id",
-            "name",
-            "em_confidence",
-            "close_date",
-            ps_amount=ps_amount(),
-            account_name=F("account__name"),
-        )
+    rows = _GREY_OR_RED.for_em(engagement_manager).filter(
+        close_date__gte=today, close_date__lte=today + CLOSING_SOON
     )
     return [ClosingOpportunity(**row) for row in rows[:MY_WORK_CAP]]
+
+
+# Built once (each read filters a fresh copy): "My work" reads it on every request.
+_GREY_OR_RED = (
+    Opportunity.objects.open()
+    .filter(em_confidence__in=[EMConfidence.GREY, EMConfidence.RED])
+    .order_by("close_date", "name")
+    .values(
+        "salesforce_id",
+        "name",
+        "em_confidence",
+        "close_date",
+        ps_amount=ps_amount(),
+        account_name=F("account__name"),
+    )
+)
 
 
 def my_work(engagement_manager: EngagementManager, user, *, as_of: datetime) -> MyWork:

@@ -258,6 +258,29 @@ def test_the_queue_is_oldest_first_paginated_and_marks_issues_past_24_hours(read
     assert [row.issue.title for row in second.context["rows"]] == ["issue 0"]
 
 
+def test_a_later_page_past_the_end_or_nonsense_page_keeps_the_whole_count(reader_client):
+    now = timezone.now()
+    for n in range(TRIAGE_PER_PAGE + 1):
+        ScopingIssueFactory(title=f"issue {n}", created_at=now - timedelta(hours=2 + n), labels=[SC, "Open"])
+    waiting = f"{TRIAGE_PER_PAGE + 1} waiting"
+    for query, first_title in [
+        ("2", "issue 0"),
+        ("9", "issue 0"),
+        ("0", "issue 0"),
+        ("9" * 30, "issue 0"),  # past what the database can skip to
+        ("x", f"issue {TRIAGE_PER_PAGE}"),
+    ]:
+        response = reader_client.get(f"/triage/?page={query}")
+        assert response.context["rows"][0].issue.title == first_title, query
+        assert waiting in response.content.decode(), query
+
+
+def test_an_empty_queue_says_none_wait(reader_client):
+    response = reader_client.get("/triage/")
+    assert ">0 waiting<" in response.content.decode()
+    assert "Nothing to triage." in response.content.decode()
+
+
 def test_triaging_confirms_with_undo_updates_the_count_and_writes_to_gitlab(em_client):
     em = EngagementManagerFactory(name="Tom Becker", gitlab_username="tbecker", gitlab_user_id=77)
     issue = ScopingIssueFactory(labels=[SC, "Open"])
