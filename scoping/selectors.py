@@ -10,7 +10,6 @@ from django.db import DEFAULT_DB_ALIAS
 from django.db.models import (
     Aggregate,
     BooleanField,
-    Case,
     CharField,
     Count,
     Exists,
@@ -23,11 +22,11 @@ from django.db.models import (
     Subquery,
     TextField,
     Value,
-    When,
 )
 from django.db.models.functions import Coalesce, JSONObject
 
 from opportunities.models import EngagementManager, Opportunity, SalesforceWrite, SyncRun, TerritoryAssignment
+from psplan import queue
 from psplan.permissions import engagement_managers_group_of, remember_roles
 from psplan.queue import WriteStatus
 from scoping.models import DigestSubscription, GitLabWrite, IssueChange, ScopingIssue, WebhookDelivery
@@ -180,31 +179,14 @@ TERRITORIES = Subquery(
 
 
 def with_write_state(queryset: QuerySet[ScopingIssue]) -> QuerySet[ScopingIssue]:
-    """Annotate `write_state`: "failed" when a change to the issue was refused, "pending" while one waits;
-    and `write_error`: GitLab's answer to the newest such write (empty while a pending one was never tried)."""
-    undelivered = GitLabWrite.objects.filter(issue=OuterRef("pk"))
-    failed = undelivered.filter(status=WriteStatus.FAILED)
-    pending = undelivered.filter(status=WriteStatus.PENDING)
+    """Annotate `write_state` and `write_error` of each issue's newest GitLab write, as the API's `write_back`
+    reports it: the list's and the board's badges follow the latest change, and the issue page and "My work"
+    list every change GitLab refused."""
+    newest = queue.latest_write_state(GitLabWrite)
     return queryset.annotate(
-        write_state=Case(
-            When(Exists(failed), then=Value(WriteStatus.FAILED.value)),
-            When(Exists(pending), then=Value(WriteStatus.PENDING.value)),
-            default=Value(""),
-            output_field=CharField(),
-        )
-    ).annotate(
-        # Read only for the few issues with such a write: most rows never run these subqueries.
-        write_error=Case(
-            When(write_state=WriteStatus.FAILED.value, then=_newest_error(failed)),
-            When(write_state=WriteStatus.PENDING.value, then=_newest_error(pending)),
-            default=Value(""),
-            output_field=TextField(),
-        )
+        write_state=Coalesce(newest["write_status"], Value(""), output_field=CharField()),
+        write_error=Coalesce(newest["write_error"], Value(""), output_field=TextField()),
     )
-
-
-def _newest_error(writes: QuerySet[GitLabWrite]) -> Coalesce:
-    return Coalesce(Subquery(writes.order_by("-created_at", "-pk").values("last_error")[:1]), Value(""))
 
 
 def opportunity_with_write(issue: ScopingIssue) -> Opportunity | None:

@@ -13,7 +13,7 @@ from decimal import Decimal
 from django import forms
 from django.conf import settings
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, DecimalField, Exists, F, OuterRef, Q, QuerySet, Value, Window
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Value, Window
 from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 
@@ -66,13 +66,7 @@ _CARD_RELATED = {
     "account_name": F("opportunity__account__name"),
     "opportunity_name": F("opportunity__name"),
     "em_confidence": F("opportunity__em_confidence"),
-    # CONTRACT.md's PS amount, as opportunities.selectors.ps_amount computes it, through the link.
-    "ps_amount": Coalesce(
-        "opportunity__proserv_amount",
-        "opportunity__ps_value",
-        "opportunity__amount",
-        output_field=DecimalField(max_digits=16, decimal_places=2),
-    ),
+    "ps_amount": ps_amount(through="opportunity__"),
 }
 # The card's own columns and with_card_facts' annotations: every other field of Card.
 _CARD_FIELDS = tuple(f.name for f in fields(Card) if f.name not in _CARD_RELATED)

@@ -114,6 +114,20 @@ def test_slipped_deals_and_their_totals_come_from_one_query_that_counts_past_the
     assert (found.count, found.amount) == (3, Decimal("30500"))
 
 
+@pytest.mark.parametrize("limit", [None, 10])
+def test_a_deal_that_slips_between_two_reads_of_the_same_quarter_is_in_the_second(limit):
+    """The quarter's query is built once and shared: each read runs it afresh."""
+    team = datasets.slipped()
+    quarter = FiscalQuarter.parse("Q427")
+    before = deals.slipped(opportunities=Opportunity.objects.all(), quarter=quarter, limit=limit)
+    datasets.moved(team["A"], "2026-12-02", "2027-01-05", "2027-03-01")
+    datasets.moved(team["G"], "2026-12-03", "2027-01-20", "2027-05-01")
+    after = deals.slipped(opportunities=Opportunity.objects.all(), quarter=quarter, limit=limit)
+
+    assert before.count == 3 and after.count == 4
+    assert [deal["name"] for deal in after.deals][:2] == ["G - Umbrella", "A - Acme"]
+
+
 def test_a_quarter_nothing_slipped_out_of_counts_zero_and_says_so(reader_client):
     datasets.slipped()
     response = reader_client.get(f"{SLIPPED}?quarter=Q126")

@@ -374,3 +374,25 @@ def test_an_em_not_linked_to_a_gitlab_user_is_neither_suggested_nor_offered(read
     (row,) = response.context["rows"]
     assert row.suggestion.engagement_manager == backup
     assert "Not In GitLab" not in row.engagement_manager_select
+
+
+@pytest.mark.parametrize(("newest", "badge"), [("failed", "not saved in GitLab"), ("delivered", None)])
+def test_the_card_and_the_list_badge_follow_the_newest_change_and_the_issue_page_keeps_every_refusal(
+    em_client, em_user, newest, badge
+):
+    """As the API's write_back: a badge says how the latest change fared. A refusal an issue's later change
+    did not repair stays listed on the issue page, where it can be read and retried."""
+    issue = ScopingIssueFactory(
+        title="Badge", engagement_manager=em_user.engagement_manager, labels=[SC, "Open"]
+    )
+    GitLabWrite.objects.create(issue=issue, status="failed", last_error="403 stage label missing")
+    GitLabWrite.objects.create(issue=issue, status=newest, last_error="")
+
+    board = em_client.get("/boards/").content.decode()
+    listed = em_client.get("/issues/").content.decode()
+    page = em_client.get(f"/issues/{issue.iid}/").content.decode()
+
+    for html in (board, listed):
+        assert ("not saved in GitLab" in html) is (badge is not None)
+        assert "sending…" not in html
+    assert "403 stage label missing" in page
