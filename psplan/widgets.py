@@ -3,28 +3,36 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 from django import forms
 from django.forms.models import ModelChoiceIterator
-from django.forms.utils import flatatt
-from django.utils.html import format_html
-from django.utils.safestring import mark_safe
+from django.utils.html import conditional_escape as escape
+from django.utils.safestring import SafeString, mark_safe
 
 
+# Escaped as format_html and flatatt escape: text already marked safe stays as it is.
 @lru_cache(maxsize=256)
-def _options(choices: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
-    """Each option's escaped markup, built once for a list of choices that many selects share."""
-    return tuple(format_html('<option value="{}">{}</option>', value, label) for value, label in choices)
+def _options(choices: tuple[tuple[str, str], ...]) -> str:
+    """The options' escaped markup, built once for a list of choices that many selects share."""
+    return "".join(f'<option value="{escape(value)}">{escape(label)}</option>' for value, label in choices)
 
 
-def select_html(name: str, choices: tuple[tuple[str, str], ...], selected: str, **attrs: str) -> str:
+def _attributes(attrs: dict[str, Any]) -> str:
+    """HTML attributes as Django's flatatt writes them: in name order, values escaped, then the ones that are
+    True alone; False and None left out."""
+    valued = sorted((name, value) for name, value in attrs.items() if not isinstance(value, bool | None))
+    alone = sorted(name for name, value in attrs.items() if value is True)
+    return "".join(f' {name}="{escape(value)}"' for name, value in valued) + "".join(
+        f" {name}" for name in alone
+    )
+
+
+def select_html(name: str, choices: tuple[tuple[str, str], ...], selected: str, **attrs: Any) -> SafeString:
     """A <select> of flat choices with `selected` chosen; the options' markup is shared between calls."""
-    options = list(_options(choices))
-    for index, (option_value, _label) in enumerate(choices):
-        if option_value == selected:
-            options[index] = options[index].replace('">', '" selected>', 1)
-            break
-    return format_html('<select name="{}"{}>{}</select>', name, flatatt(attrs), mark_safe("".join(options)))
+    chosen = f'<option value="{escape(selected)}">'
+    options = _options(choices).replace(chosen, f"{chosen[:-1]} selected>", 1)
+    return mark_safe(f'<select name="{escape(name)}"{_attributes(attrs)}>{options}</select>')
 
 
 class PlainSelect(forms.Select):
