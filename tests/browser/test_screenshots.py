@@ -80,8 +80,7 @@ def test_board_and_my_work_fit_a_390_px_phone(signed_in_page, live_server, demo)
         page.goto(f"{live_server.url}{EM_PAGES[name]}")
         assert _nav_link(page).is_hidden()
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, name
-        if name in ("my-work", "board"):
-            page.screenshot(path=SCREENSHOTS / f"{name}-390.png", full_page=True)
+        page.screenshot(path=SCREENSHOTS / f"{name}-390.png", full_page=True)
     page.get_by_role("button", name="Menu").click()
     assert _nav_link(page).is_visible()
     page.screenshot(path=SCREENSHOTS / "menu-open-390.png")
