@@ -17,7 +17,7 @@ from opportunities.choices import EMConfidence
 from opportunities.models import SalesforceWrite, salesforce_url_prefix
 from opportunities.selectors import ps_amount
 from opportunities.templatetags.outside import outside_link
-from opportunities.templatetags.write_state import write_badge
+from opportunities.templatetags.write_state import salesforce_write_state
 from psplan import queue
 from psplan.columns import Column, Table, column, iso, money, or_none, text_cell
 
@@ -65,13 +65,8 @@ def _rationale_cell(item) -> SafeString:
 
 
 def _write_back_cell(item) -> SafeString:
-    """The newest change's way to Salesforce: saved there, still sending, or refused with the reason."""
     state = item["write_back"] or {}
-    if state.get("status") == "delivered":
-        badge = SafeString('<span class="tag delivered-tag">saved in Salesforce</span>')
-    else:
-        badge = write_badge(state.get("status"), state.get("error"), "Salesforce")
-    return format_html('<span class="write-state">{}</span>', badge)
+    return salesforce_write_state(state.get("status"), state.get("error"))
 
 
 def _engagement_manager_cell(item) -> SafeString:

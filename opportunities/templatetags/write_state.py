@@ -33,3 +33,13 @@ def write_badge(status: str | None, error: str | None, system: str) -> SafeStrin
         _WORDS[status].format(system=system),
         reason,
     )
+
+
+@register.simple_tag
+def salesforce_write_state(status: str | None, error: str | None) -> SafeString:
+    """How the opportunity's newest change fared: saved in Salesforce, still sending, or refused and why."""
+    if status == "delivered":
+        badge = SafeString('<span class="tag delivered-tag">saved in Salesforce</span>')
+    else:
+        badge = write_badge(status, error, "Salesforce")
+    return format_html('<span class="write-state">{}</span>', badge)
