@@ -137,6 +137,11 @@ def salesforce_url_prefix() -> str:
     return f"{base}/lightning/r/Opportunity/"
 
 
+def opportunity_url(salesforce_id: str) -> str:
+    """An opportunity's page in Salesforce."""
+    return f"{salesforce_url_prefix()}{salesforce_id}/view"
+
+
 class OpportunityQuerySet(models.QuerySet):
     def open(self) -> OpportunityQuerySet:
         return self.filter(is_closed=False)
@@ -202,7 +207,7 @@ class Opportunity(models.Model):
 
     @property
     def salesforce_url(self) -> str:
-        return f"{salesforce_url_prefix()}{self.salesforce_id}/view"
+        return opportunity_url(self.salesforce_id)
 
 
 class OpportunityChange(ChangeRecord):

@@ -14,7 +14,7 @@ from rest_framework import serializers
 
 from opportunities.api.serializers import WriteBackSerializer, write_back, write_back_status
 from opportunities.choices import EMConfidence
-from opportunities.models import SalesforceWrite, salesforce_url_prefix
+from opportunities.models import SalesforceWrite, opportunity_url
 from opportunities.selectors import ps_amount
 from opportunities.templatetags.outside import outside_link
 from opportunities.templatetags.write_state import salesforce_write_state
@@ -22,10 +22,6 @@ from psplan import queue
 from psplan.columns import Column, Table, column, iso, money, or_none, text_cell
 
 MONEY = {"max_digits": 16, "decimal_places": 2, "allow_null": True}
-
-
-def _salesforce_url(row) -> str:
-    return f"{salesforce_url_prefix()}{row['salesforce_id']}/view"
 
 
 def _name_cell(item) -> SafeString:
@@ -101,7 +97,7 @@ OPPORTUNITIES = Table(
             "Salesforce URL",
             serializers.URLField(help_text="The opportunity in Salesforce"),
             reads={"salesforce_id": "salesforce_id"},
-            value=_salesforce_url,
+            value=lambda row: opportunity_url(row["salesforce_id"]),
         ),
         column("name", "Opportunity", serializers.CharField(), cell=_name_cell),
         column("account", "Account", serializers.CharField(allow_null=True), source=F("account__name")),

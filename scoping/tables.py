@@ -17,7 +17,7 @@ from rest_framework import serializers
 
 from opportunities.api.serializers import WriteBackSerializer, write_back, write_back_status
 from opportunities.choices import Segment
-from opportunities.models import salesforce_url_prefix
+from opportunities.models import opportunity_url
 from opportunities.tables import ENGAGEMENT_MANAGER_COLUMNS
 from opportunities.templatetags.outside import outside_link
 from opportunities.templatetags.write_state import write_badge
@@ -66,8 +66,7 @@ def _em_status_cell(item) -> SafeString:
 def _opportunity_cell(item) -> SafeString:
     if item["opportunity"] is None:
         return text_cell(None)
-    url = f"{salesforce_url_prefix()}{item['opportunity']}/view"
-    return outside_link(url, item["opportunity_name"] or item["opportunity"])
+    return outside_link(opportunity_url(item["opportunity"]), item["opportunity_name"] or item["opportunity"])
 
 
 def _last_activity_cell(item) -> SafeString:

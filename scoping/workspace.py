@@ -18,7 +18,7 @@ from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 
 from opportunities.choices import EMConfidence, Segment
-from opportunities.models import EngagementManager, Opportunity, TerritoryAssignment, salesforce_url_prefix
+from opportunities.models import EngagementManager, Opportunity, TerritoryAssignment, opportunity_url
 from opportunities.selectors import ps_amount
 from psplan.fiscal import add_months
 from psplan.widgets import select_html
@@ -323,7 +323,7 @@ class ClosingOpportunity:
 
     @property
     def salesforce_url(self) -> str:
-        return f"{salesforce_url_prefix()}{self.salesforce_id}/view"
+        return opportunity_url(self.salesforce_id)
 
 
 @dataclass(frozen=True)
@@ -345,7 +345,7 @@ class RefusedOpportunityChange:
 
     @property
     def salesforce_url(self) -> str:
-        return f"{salesforce_url_prefix()}{self.salesforce_id}/view"
+        return opportunity_url(self.salesforce_id)
 
 
 @dataclass
