@@ -154,6 +154,8 @@ class ScopingIssue(models.Model):
             # The boards show issues closed in the last 90 days beside the open ones: without it, every
             # board read every closed issue there ever was.
             models.Index(fields=["closed_at"]),
+            # Triage reads the untriaged issues oldest first: a few hundred among thousands of open ones.
+            models.Index(fields=["created_at", "id"], condition=_UNTRIAGED, name="scoping_untriaged_by_age"),
         ]
 
     def __str__(self) -> str:
