@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -25,7 +25,8 @@ _OPEN = _CURRENT & Q(state=IssueState.OPENED)
 _UNTRIAGED = _OPEN & (Q(engagement_manager__isnull=True) | Q(segment=""))
 
 
-# One definition of each condition, for filters (stale(), going_stale()) and the flags of with_staleness().
+# One definition of each condition, for filters (stale(), going_stale()) and the flags of with_staleness();
+# ScopingIssue.is_stale() and is_going_stale() make the same comparisons on one row.
 def _stale(as_of: datetime) -> Q:
     return (
         _OPEN
@@ -34,12 +35,17 @@ def _stale(as_of: datetime) -> Q:
     )
 
 
+def _warning_ends(as_of: datetime) -> datetime:
+    """Issues that go stale before this moment are flagged for their EM at `as_of`."""
+    return as_of + timedelta(days=settings.PSPLAN_STALE_WARNING_DAYS)
+
+
 def _going_stale(as_of: datetime) -> Q:
-    window = timezone.timedelta(days=settings.PSPLAN_STALE_WARNING_DAYS)
+    window_end = _warning_ends(as_of)
     return (
         _OPEN
-        & Q(last_activity_at__gte=stale_cutoff(as_of), last_activity_at__lt=stale_cutoff(as_of + window))
-        & ~Q(keep_open_until__gte=timezone.localdate(as_of + window))
+        & Q(last_activity_at__gte=stale_cutoff(as_of), last_activity_at__lt=stale_cutoff(window_end))
+        & ~Q(keep_open_until__gte=timezone.localdate(window_end))
     )
 
 
@@ -172,12 +178,26 @@ class ScopingIssue(models.Model):
     def has_live_override(self, *, as_of: datetime) -> bool:
         return self.keep_open_until is not None and self.keep_open_until >= timezone.localdate(as_of)
 
+    # The conditions of _stale() and _going_stale() on this row, for a page that shows one issue: the same
+    # comparisons with the same cut-offs, so that the row and the SQL agree even at a month's end.
     def is_stale(self, *, as_of: datetime) -> bool:
         return (
-            self.state == IssueState.OPENED
-            and self.goes_stale_at <= as_of
+            self._is_open
+            and self.last_activity_at < stale_cutoff(as_of)
             and not self.has_live_override(as_of=as_of)
         )
+
+    def is_going_stale(self, *, as_of: datetime) -> bool:
+        window_end = _warning_ends(as_of)
+        return (
+            self._is_open
+            and stale_cutoff(as_of) <= self.last_activity_at < stale_cutoff(window_end)
+            and not self.has_live_override(as_of=window_end)
+        )
+
+    @property
+    def _is_open(self) -> bool:
+        return self.removed_at is None and self.state == IssueState.OPENED
 
 
 class RuleAction(models.Model):

@@ -19,6 +19,7 @@ from opportunities.models import EngagementManager, SalesforceWrite, SyncRun
 from psplan import queue
 from psplan.permissions import editors_only, engagement_manager_of, staff_only
 from psplan.queue import WriteStatus
+from psplan.widgets import ChoiceList
 from scoping.choices import EMStatus, Stage
 from scoping.filters import ScopingIssueFilter
 from scoping.forms import (
@@ -175,12 +176,11 @@ def retry_writes(request):
 def _issue(iid: int) -> ScopingIssue:
     """The issue with who set its override and its opportunity with its account, one query (the page takes
     the EMs from people())."""
-    issues = (
-        ScopingIssue.objects.current()
-        .select_related("keep_open_set_by", "opportunity__account")
-        .with_staleness(as_of=timezone.now())
-    )
-    return get_object_or_404(issues, iid=iid)
+    return get_object_or_404(_ISSUE_PAGE, iid=iid)
+
+
+# Built once (each read filters a fresh copy), as the page reads it on every request.
+_ISSUE_PAGE = ScopingIssue.objects.current().select_related("keep_open_set_by", "opportunity__account")
 
 
 def _issue_context(request, issue: ScopingIssue, **forms) -> dict:
@@ -190,19 +190,23 @@ def _issue_context(request, issue: ScopingIssue, **forms) -> dict:
     everyone.attach_to(issue)
     opportunity = opportunity_with_write(issue)
     fields_form = forms.get("fields_form") or IssueFieldsForm(initial=_issue_initial(issue))
-    fields_form.fields["engagement_manager"].choices = [
-        ("", fields_form.fields["engagement_manager"].empty_label),
-        *((em.gitlab_username, em.name) for em in everyone.assignable),
-    ]
+    fields_form.fields["engagement_manager"].choices = ChoiceList(
+        [
+            ("", fields_form.fields["engagement_manager"].empty_label),
+            *((em.gitlab_username, em.name) for em in everyone.assignable),
+        ]
+    )
     ps_form = None
     if opportunity:
-        ps_form = PSFieldsForm(initial=PSFieldsForm.initial_for(opportunity))
-        ps_form.fields["engagement_manager"].choices = [
-            ("", ps_form.fields["engagement_manager"].empty_label),
-            *((em.pk, em.name) for em in everyone.in_salesforce(keeping=opportunity.engagement_manager_id)),
-        ]
+        ps_form = PSFieldsForm(
+            initial=PSFieldsForm.initial_for(opportunity),
+            engagement_managers=everyone.in_salesforce(keeping=opportunity.engagement_manager_id),
+        )
+    now = timezone.now()
     return {
         "issue": issue,
+        "stale": issue.is_stale(as_of=now),
+        "going_stale": issue.is_going_stale(as_of=now),
         "timeline": issue_timeline(issue),
         "undelivered": undelivered_changes(issue, opportunity),
         "fields_form": fields_form,
