@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from django import forms
 from django.conf import settings
 
 from opportunities.choices import EMConfidence
 from opportunities.models import EngagementManager, Opportunity
-from psplan.widgets import PlainSelect
+from psplan.widgets import ChoiceList, PlainSelect
 
 
 class EngagementManagerField(forms.ModelChoiceField):
@@ -41,10 +42,17 @@ class PSFieldsForm(forms.Form):
     )
     scoping_issue_link = forms.CharField(required=False, max_length=500, label="Scoping issue link")
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, engagement_managers: Iterable[EngagementManager] | None = None, **kwargs):
+        """`engagement_managers`: for a form only shown, the EMs the queryset below would offer, when the page
+        has read them already (scoping.selectors.People.in_salesforce)."""
         super().__init__(*args, **kwargs)
         current = self.initial.get("engagement_manager")
-        if current:
+        if engagement_managers is not None and not self.is_bound:
+            field = self.fields["engagement_manager"]
+            field.choices = ChoiceList(
+                [("", field.empty_label), *((em.pk, em.name) for em in engagement_managers)]
+            )
+        elif current:
             # The opportunity's EM stays selectable even without a Salesforce user, so saving loses nothing.
             field = self.fields["engagement_manager"]
             field.queryset = (field.queryset | EngagementManager.objects.filter(pk=current)).order_by("name")

@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 from django.forms.models import ModelChoiceIterator
+from django.utils.choices import BaseChoiceIterator
 from django.utils.html import conditional_escape as escape
 from django.utils.safestring import SafeString, mark_safe
 
@@ -33,6 +34,17 @@ def select_html(name: str, choices: tuple[tuple[str, str], ...], selected: str, 
     chosen = f'<option value="{escape(selected)}">'
     options = _options(choices).replace(chosen, f"{chosen[:-1]} selected>", 1)
     return mark_safe(f'<select name="{escape(name)}"{_attributes(attrs)}>{options}</select>')
+
+
+class ChoiceList(BaseChoiceIterator):
+    """(value, label) pairs a page built itself, given to a choice field as they are: a plain list is normalized
+    pair by pair by the field and again by its widget, a millisecond for a select of 60 EMs."""
+
+    def __init__(self, pairs):
+        self.pairs = list(pairs)
+
+    def __iter__(self):
+        return iter(self.pairs)
 
 
 class PlainSelect(forms.Select):
