@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -46,6 +46,15 @@ def _going_stale(as_of: datetime) -> Q:
         _OPEN
         & Q(last_activity_at__gte=stale_cutoff(as_of), last_activity_at__lt=stale_cutoff(window_end))
         & ~Q(keep_open_until__gte=timezone.localdate(window_end))
+    )
+
+
+def goes_stale_soon(*, last_activity_at: datetime, keep_open_until: date | None, as_of: datetime) -> bool:
+    """_going_stale() for one open issue's values, for pages that read rows rather than filter on it: the
+    same comparisons with the same cut-offs, so that the page and the SQL agree even at a month's end."""
+    window_end = _warning_ends(as_of)
+    return stale_cutoff(as_of) <= last_activity_at < stale_cutoff(window_end) and not (
+        keep_open_until is not None and keep_open_until >= timezone.localdate(window_end)
     )
 
 
@@ -178,8 +187,7 @@ class ScopingIssue(models.Model):
     def has_live_override(self, *, as_of: datetime) -> bool:
         return self.keep_open_until is not None and self.keep_open_until >= timezone.localdate(as_of)
 
-    # The conditions of _stale() and _going_stale() on this row, for a page that shows one issue: the same
-    # comparisons with the same cut-offs, so that the row and the SQL agree even at a month's end.
+    # The conditions of _stale() and _going_stale() on this row (see goes_stale_soon()).
     def is_stale(self, *, as_of: datetime) -> bool:
         return (
             self._is_open
@@ -188,11 +196,8 @@ class ScopingIssue(models.Model):
         )
 
     def is_going_stale(self, *, as_of: datetime) -> bool:
-        window_end = _warning_ends(as_of)
-        return (
-            self._is_open
-            and stale_cutoff(as_of) <= self.last_activity_at < stale_cutoff(window_end)
-            and not self.has_live_override(as_of=window_end)
+        return self._is_open and goes_stale_soon(
+            last_activity_at=self.last_activity_at, keep_open_until=self.keep_open_until, as_of=as_of
         )
 
     @property

@@ -23,7 +23,7 @@ from opportunities.selectors import ps_amount
 from psplan.fiscal import add_months
 from psplan.widgets import select_html
 from scoping.choices import EMStatus, IssueState, Stage
-from scoping.models import ScopingIssue
+from scoping.models import ScopingIssue, goes_stale_soon
 from scoping.selectors import failed_writes_for, with_stage_entered_at, with_write_state
 from scoping.triage import Suggestion, suggest
 
@@ -379,6 +379,7 @@ _WORK_CANDIDATES = (
         "pk",
         "engagement_manager_id",
         "em_status",
+        "keep_open_until",
         "untriaged_now",
         *_WORK_ITEM_FIELDS,
         place=Coalesce("opportunity__account__name", "opportunity__name", Value("")),
@@ -397,13 +398,16 @@ def _work_issues(engagement_manager: EngagementManager, *, as_of: datetime) -> d
     )
     rows = _WORK_CANDIDATES.filter(
         Q(engagement_manager=engagement_manager) | Q(engagement_manager__isnull=True) & in_my_territories
-    ).with_staleness(as_of=as_of)  # adds going_stale_now to the rows
+    )
     lists: dict[str, list[tuple[tuple, WorkItem]]] = {name: [] for name in _WORK_LIST_ORDERS}
     for row in rows:
         mine = row["engagement_manager_id"] == engagement_manager.pk
         on = {
             "untriaged": row["untriaged_now"],
-            "going_stale": mine and row["going_stale_now"],
+            "going_stale": mine
+            and goes_stale_soon(
+                last_activity_at=row["last_activity_at"], keep_open_until=row["keep_open_until"], as_of=as_of
+            ),
             "to_do": mine and row["em_status"] == EMStatus.TODO,
         }
         item = WorkItem(**{name: row[name] for name in (*_WORK_ITEM_FIELDS, "place")})
