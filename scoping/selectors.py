@@ -90,11 +90,19 @@ class People:
         """Give the issue and its opportunity their EMs from these: cheaper than two more joins in the
         issue's query (every EM is here, so none is missing)."""
         by_id = self.by_id
-        _ISSUE_EM.set_cached_value(issue, by_id.get(issue.engagement_manager_id))
+        self.give_engagement_managers([issue], by_id)
         if issue.opportunity is not None:
             _OPPORTUNITY_EM.set_cached_value(
                 issue.opportunity, by_id.get(issue.opportunity.engagement_manager_id)
             )
+
+    def give_engagement_managers(
+        self, issues: list[ScopingIssue], by_id: dict[int, EngagementManager] | None = None
+    ) -> None:
+        """Give each issue its EM from these, in place of a join and an instance per row."""
+        by_id = by_id or self.by_id
+        for issue in issues:
+            _ISSUE_EM.set_cached_value(issue, by_id.get(issue.engagement_manager_id))
 
     def with_username(self, username: str) -> EngagementManager | None:
         """The EM with this GitLab username, in any case (as `gitlab_username__iexact` finds them)."""

@@ -6,7 +6,7 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Q
+from django.db.models import Count
 
 from opportunities.choices import AssignmentRole
 from opportunities.models import EngagementManager, Territory, TerritoryAssignment
@@ -63,20 +63,22 @@ def _coverage(territories: Iterable[Territory], assignable: dict[int, Engagement
     """Only assignable EMs: no other can be suggested, nor is counted among the candidates. They are kept
     here, not by an IN list of the team (see open_issue_counts)."""
     territories = list(territories)
+    territory_ids, segments = {t.pk for t in territories}, {t.segment for t in territories}
     found = _Coverage()
-    assignments = TerritoryAssignment.objects.filter(
-        Q(territory_id__in=[t.pk for t in territories])
-        | Q(territory__segment__in={t.segment for t in territories})
-    ).order_by("territory__name", "role", "pk")
-    for territory_id, segment, role, em_id in assignments.values_list(
-        "territory_id", "territory__segment", "role", "engagement_manager_id"
-    ):
+    for territory_id, segment, role, em_id in _ASSIGNMENTS.all():
         em = assignable.get(em_id)
-        if em is None:
+        if em is None or (territory_id not in territory_ids and segment not in segments):
             continue
         found.by_territory.setdefault(territory_id, {}).setdefault(role, []).append(em)
         found.by_segment.setdefault(segment, {})[em.pk] = em
     return found
+
+
+# Every assignment, built once and filtered here: a team has a few hundred at most, and building a query
+# filtered by the page's territories cost more than reading them all.
+_ASSIGNMENTS = TerritoryAssignment.objects.order_by("territory__name", "role", "pk").values_list(
+    "territory_id", "territory__segment", "role", "engagement_manager_id"
+)
 
 
 def _territory(issue: ScopingIssue) -> Territory | None:

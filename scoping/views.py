@@ -366,8 +366,9 @@ def set_em_status(request, iid: int):
 
 def _triage_rows(request, issues: list[ScopingIssue], *, posted: TriageForm | None = None) -> list[TriageRow]:
     """Rows with their suggestion preselected; a refused form keeps what was posted and its errors."""
-    assignable = people(request.user).assignable
-    return triage_rows(issues, assignable=assignable, as_of=timezone.now(), posted=posted)
+    everyone = people(request.user)
+    everyone.give_engagement_managers(issues)
+    return triage_rows(issues, assignable=everyone.assignable, as_of=timezone.now(), posted=posted)
 
 
 def _triage_context(request, **extra) -> dict:

@@ -184,8 +184,7 @@ _TRIAGE_ROW_FIELDS = (
     "created_at",
     "segment",
     "assignee_usernames",
-    "engagement_manager__name",
-    "engagement_manager__gitlab_username",
+    "engagement_manager",
     "opportunity__account__name",
     "opportunity__account__sales_territory",
     "opportunity__account__territory__name",
@@ -194,11 +193,12 @@ _TRIAGE_ROW_FIELDS = (
 
 
 def triage_page(page_number: str | int | None) -> Page:
-    """Untriaged issues, oldest first, a page at a time. How many wait comes with the rows, counted by a
-    window over the same query: a COUNT query of its own cost as much as reading the page."""
+    """Untriaged issues, oldest first, a page at a time, without their EMs (see People.give_engagement_managers).
+    How many wait comes with the rows, counted by a window over the same query: a COUNT query of its own cost
+    as much as reading the page."""
     queue = (
         ScopingIssue.objects.untriaged()
-        .select_related("engagement_manager", "opportunity__account__territory")
+        .select_related("opportunity__account__territory")
         .only(*_TRIAGE_ROW_FIELDS)
         .annotate(waiting=Window(Count("pk")))
         .order_by("created_at", "pk")
