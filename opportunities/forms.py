@@ -8,7 +8,7 @@ from django.conf import settings
 
 from opportunities.choices import EMConfidence
 from opportunities.models import EngagementManager, Opportunity
-from psplan.widgets import ChoiceList, PlainSelect
+from psplan.widgets import ChoiceList, PlainSelect, PlainTextarea, PlainTextInput
 
 
 class EngagementManagerField(forms.ModelChoiceField):
@@ -38,9 +38,11 @@ class PSFieldsForm(forms.Form):
     )
     em_confidence = forms.ChoiceField(widget=PlainSelect, choices=EMConfidence.choices, label="EM confidence")
     em_confidence_rationale = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 2}), required=False, label="Rationale"
+        widget=PlainTextarea(attrs={"rows": 2}), required=False, label="Rationale"
     )
-    scoping_issue_link = forms.CharField(required=False, max_length=500, label="Scoping issue link")
+    scoping_issue_link = forms.CharField(
+        required=False, max_length=500, label="Scoping issue link", widget=PlainTextInput
+    )
 
     def __init__(self, *args, engagement_managers: Iterable[EngagementManager] | None = None, **kwargs):
         """`engagement_managers`: for a form only shown, the EMs the queryset below would offer, when the page

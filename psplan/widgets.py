@@ -1,4 +1,5 @@
-"""A <select> rendered without the template engine: pages like triage show dozens of them with 60 options."""
+"""Widgets rendered without the template engine: pages like triage show dozens of selects with 60 options, and
+the issue page's few inputs each cost a template render."""
 
 from __future__ import annotations
 
@@ -77,3 +78,43 @@ def _model_choices(field: forms.ModelChoiceField):
         return
     for obj in field.queryset:
         yield (field.prepare_value(obj), field.label_from_instance(obj))
+
+
+def _template_attributes(attrs: dict[str, Any]) -> str:
+    """Attributes as Django's widget templates write them: in their order, True alone, False left out."""
+    return "".join(
+        f" {name}" if value is True else f' {name}="{escape(str(value))}"'
+        for name, value in attrs.items()
+        if value is not False
+    )
+
+
+class _PlainInput:
+    """The markup of Django's input.html, built in Python."""
+
+    def render(self, name, value, attrs=None, renderer=None):
+        widget = self.get_context(name, value, attrs)["widget"]
+        shown = "" if widget["value"] is None else f' value="{escape(str(widget["value"]))}"'
+        return mark_safe(
+            f'<input type="{escape(widget["type"])}" name="{escape(name)}"{shown}'
+            f"{_template_attributes(widget['attrs'])}>"
+        )
+
+
+class PlainTextInput(_PlainInput, forms.TextInput):
+    pass
+
+
+class PlainDateInput(_PlainInput, forms.DateInput):
+    pass
+
+
+class PlainTextarea(forms.Textarea):
+    """The markup of Django's textarea.html, built in Python."""
+
+    def render(self, name, value, attrs=None, renderer=None):
+        widget = self.get_context(name, value, attrs)["widget"]
+        text = escape(widget["value"]) if widget["value"] else ""
+        return mark_safe(
+            f'<textarea name="{escape(name)}"{_template_attributes(widget["attrs"])}>\n{text}</textarea>'
+        )

@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from opportunities.choices import Segment
 from opportunities.models import EngagementManager
-from psplan.widgets import PlainSelect
+from psplan.widgets import PlainDateInput, PlainSelect, PlainTextInput
 from scoping.choices import EMStatus, Stage
 from scoping.selectors import assignable_engagement_managers
 
@@ -54,9 +54,11 @@ class IssueFieldsForm(forms.Form):
 
 class KeepOpenForm(forms.Form):
     keep_open_until = forms.DateField(
-        label="Keep open until", widget=forms.DateInput(attrs={"type": "date"}), required=True
+        label="Keep open until", widget=PlainDateInput(attrs={"type": "date"}), required=True
     )
-    keep_open_reason = forms.CharField(label="Keep open reason", max_length=500, required=True)
+    keep_open_reason = forms.CharField(
+        label="Keep open reason", max_length=500, required=True, widget=PlainTextInput
+    )
 
     def clean_keep_open_until(self):
         until = self.cleaned_data["keep_open_until"]
