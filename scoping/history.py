@@ -168,4 +168,7 @@ def _stage_spans(issue: ScopingIssue, changes: list[dict[str, Any]]) -> list[Sta
 
 
 def _stage(value: str) -> Stage:
-    return Stage(value) if value in Stage.values else Stage.OPEN
+    return _STAGES.get(value, Stage.OPEN)
+
+
+_STAGES = {stage.value: stage for stage in Stage}
