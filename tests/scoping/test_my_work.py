@@ -115,5 +115,7 @@ def test_the_weekly_digest_is_opt_in_and_mails_the_same_lists(em_client, em_user
     (message,) = mail.outbox
     assert message.to == [em_user.email]
     assert "new in my territory" in message.body and "Red: Red soon" in message.body
+    assert em_client.get("/my-work/").context["digest_form"].initial == {"weekly": True}
     em_client.post("/my-work/digest/", {})
     assert not DigestSubscription.objects.exists()
+    assert em_client.get("/my-work/").context["digest_form"].initial == {"weekly": False}
