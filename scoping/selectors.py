@@ -205,15 +205,24 @@ def with_write_state(queryset: QuerySet[ScopingIssue]) -> QuerySet[ScopingIssue]
     )
 
 
+def with_opportunity_write(issues: QuerySet[ScopingIssue]) -> QuerySet[ScopingIssue]:
+    """Annotate `opportunity_write_status` and `opportunity_write_error`: the state of the newest Salesforce
+    write of each issue's opportunity, for opportunity_with_write()."""
+    newest = SalesforceWrite.objects.filter(opportunity=OuterRef("opportunity_id")).order_by("-pk")
+    return issues.annotate(
+        opportunity_write_status=Subquery(newest.values("status")[:1]),
+        opportunity_write_error=Subquery(newest.values("last_error")[:1]),
+    )
+
+
 def opportunity_with_write(issue: ScopingIssue) -> Opportunity | None:
     """The issue's opportunity (selected with it) carrying `write_status` and `write_error` of its newest
-    Salesforce write, as opportunities.selectors.with_latest_write annotates them. A plain query of its own:
-    as two subqueries of the issue's query they cost twice as much."""
+    Salesforce write, as opportunities.selectors.with_latest_write annotates them; the issue was read
+    with_opportunity_write()."""
     opportunity = issue.opportunity
     if opportunity is not None:
-        newest = _NEWEST_SALESFORCE_WRITE.filter(opportunity=opportunity.pk).first() or {}
-        opportunity.write_status = newest.get("status")
-        opportunity.write_error = newest.get("last_error")
+        opportunity.write_status = issue.opportunity_write_status
+        opportunity.write_error = issue.opportunity_write_error
     return opportunity
 
 
@@ -230,7 +239,6 @@ def undelivered_changes(issue: ScopingIssue, opportunity: Opportunity | None) ->
 
 
 # Built once (each read filters a fresh copy), as the issue page reads them on every request.
-_NEWEST_SALESFORCE_WRITE = SalesforceWrite.objects.order_by("-pk").values("status", "last_error")
 _UNDELIVERED_GITLAB = GitLabWrite.objects.exclude(status=WriteStatus.DELIVERED).order_by("created_at", "id")
 _UNDELIVERED_SALESFORCE = SalesforceWrite.objects.exclude(status=WriteStatus.DELIVERED).order_by(
     "created_at", "id"

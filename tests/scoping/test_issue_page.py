@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from opportunities.models import OpportunityChange
+from opportunities.models import OpportunityChange, SalesforceWrite
 from psplan.queue import WriteStatus
 from scoping.history import issue_timeline
 from scoping.models import GitLabWrite, IssueChange, RuleAction, ScopingIssue
@@ -195,6 +195,29 @@ def test_pending_changes_are_listed_with_their_state(em_client, em_user):
     html = em_client.get(f"/issues/{issue.iid}/").content.decode()
     assert "Changes not yet in GitLab or Salesforce" in html
     assert "403 Forbidden: label missing" in html
+
+
+def test_the_opportunity_panel_shows_how_its_newest_salesforce_write_fared(em_client):
+    opportunity = OpportunityFactory()
+    issue = ScopingIssueFactory(labels=[SC, "Open"], opportunity=opportunity)
+    page = f"/issues/{issue.iid}/"
+
+    def panel_state() -> str:
+        html = em_client.get(page).content.decode()
+        return html.split('<span class="write-state">', 1)[1].split("</form>", 1)[0]
+
+    assert "Salesforce" not in panel_state()  # never written
+    SalesforceWrite.objects.create(
+        opportunity=opportunity,
+        changes={"em_confidence": "Red"},
+        status=WriteStatus.FAILED,
+        last_error="Locked",
+    )
+    assert "not saved in Salesforce" in panel_state() and "Salesforce answered: Locked" in panel_state()
+    SalesforceWrite.objects.create(
+        opportunity=opportunity, changes={"em_confidence": "Green"}, status=WriteStatus.DELIVERED
+    )
+    assert "saved in Salesforce" in panel_state() and "Locked" not in panel_state()
 
 
 def test_issue_page_query_count_does_not_grow_with_history(em_client, em_user):
