@@ -13,7 +13,7 @@ from decimal import Decimal
 from django import forms
 from django.conf import settings
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Value, Window
+from django.db.models import Count, F, Q, QuerySet, Value, Window
 from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 
@@ -387,17 +387,17 @@ _WORK_CANDIDATES = (
 )
 
 
+_TERRITORIES_OF = TerritoryAssignment.objects.values("territory")
+
+
 def _work_issues(engagement_manager: EngagementManager, *, as_of: datetime) -> dict[str, list[WorkItem]]:
     """The issue lists of "My work" from one query of the issues that can be on them (the EM's open ones
     and the untriaged ones of their territories), sorted into lists here: one query instead of one per list,
     as building and sending each query was most of the page's time."""
-    in_my_territories = Exists(
-        TerritoryAssignment.objects.filter(
-            engagement_manager=engagement_manager, territory=OuterRef("opportunity__account__territory")
-        )
-    )
+    my_territories = _TERRITORIES_OF.filter(engagement_manager=engagement_manager)
     rows = _WORK_CANDIDATES.filter(
-        Q(engagement_manager=engagement_manager) | Q(engagement_manager__isnull=True) & in_my_territories
+        Q(engagement_manager=engagement_manager)
+        | Q(engagement_manager__isnull=True, opportunity__account__territory__in=my_territories)
     )
     lists: dict[str, list[tuple[tuple, WorkItem]]] = {name: [] for name in _WORK_LIST_ORDERS}
     for row in rows:

@@ -40,6 +40,15 @@ def _my_day(em):
         opportunity=OpportunityFactory(account=AccountFactory(territory=territory)),
         labels=[SC, "Open"],
     )
+    ScopingIssueFactory(  # untriaged too, but another EM's territory and no territory at all
+        title="new elsewhere",
+        created_at=now - timedelta(hours=30),
+        opportunity=OpportunityFactory(account=AccountFactory(territory=TerritoryFactory())),
+        labels=[SC, "Open"],
+    )
+    ScopingIssueFactory(
+        title="new without opportunity", created_at=now - timedelta(hours=30), labels=[SC, "Open"]
+    )
     ScopingIssueFactory(
         title="to do",
         engagement_manager=em,
