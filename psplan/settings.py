@@ -167,7 +167,10 @@ if DATABASES["default"].get("ENGINE") not in _DATABASE_ENGINES:
         "DATABASE_URL must start with postgres://, sqlite:/// or another Django database scheme"
     )
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
-DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
+# A connection lives past one request (checked before reuse), so a page neither opens one nor prepares its
+# statements again (below).
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers queue up instead of failing: a transaction that began reading cannot take the write lock
     # while another thread (the heartbeat, a worker) writes, so each one takes it when it begins.
@@ -177,6 +180,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # that (bench/reports.py): a web app's queries are too short to pay it back. `?options=` in
     # DATABASE_URL still wins.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("options", "-c jit=off")
+    # Prepared statements: PostgreSQL took longer to plan the pages' joins than to run them (bench/pages.py),
+    # and a statement a connection has run five times is planned once. Behind a connection pooler in
+    # transaction mode, which cannot keep them, set DATABASE_PREPARED_STATEMENTS=0.
+    if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
+        DATABASES["default"]["OPTIONS"].setdefault("server_side_binding", True)
+        DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
