@@ -13,7 +13,7 @@ from decimal import Decimal
 from django import forms
 from django.conf import settings
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, F, Q, QuerySet, Value, Window
+from django.db.models import Count, F, Func, IntegerField, Q, QuerySet, Subquery, Value, Window
 from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 
@@ -194,25 +194,36 @@ _TRIAGE_ROW_FIELDS = (
 
 def triage_page(page_number: str | int | None) -> Page:
     """Untriaged issues, oldest first, a page at a time, without their EMs (see People.give_engagement_managers).
-    How many wait comes with the rows, counted by a window over the same query: a COUNT query of its own cost
-    as much as reading the page."""
-    queue = (
-        ScopingIssue.objects.untriaged()
-        .select_related("opportunity__account__territory")
-        .only(*_TRIAGE_ROW_FIELDS)
-        .annotate(waiting=Window(Count("pk")))
-        .order_by("created_at", "pk")
-    )
-    paginator = Paginator(queue, TRIAGE_PER_PAGE)
+    The page's issues are picked by id first (a partial index has the queue in order), so that only they are
+    joined to their opportunities; how many wait comes with them from a subquery, not a COUNT of its own."""
     number = _page_number(page_number)
     if number is not None:
         first = (number - 1) * TRIAGE_PER_PAGE
-        rows = list(queue[first : first + TRIAGE_PER_PAGE])
+        rows = list(_TRIAGE_ROWS.filter(pk__in=_TRIAGE_QUEUE.values("pk")[first : first + TRIAGE_PER_PAGE]))
         if rows or number == 1:
+            paginator = Paginator(_TRIAGE_QUEUE, TRIAGE_PER_PAGE)
             paginator.count = rows[0].waiting if rows else 0
             return Page(rows, number, paginator)
     # Not a page number, or past the last page: Django's paginator picks the page, counting on its own.
-    return paginator.get_page(page_number)
+    return Paginator(_TRIAGE_ROWS.filter(pk__in=_TRIAGE_QUEUE.values("pk")), TRIAGE_PER_PAGE).get_page(
+        page_number
+    )
+
+
+# Built once (each read filters a fresh copy): triage reads them on every request.
+_TRIAGE_QUEUE = ScopingIssue.objects.untriaged().order_by("created_at", "pk")
+_TRIAGE_ROWS = (
+    ScopingIssue.objects.select_related("opportunity__account__territory")
+    .only(*_TRIAGE_ROW_FIELDS)
+    # COUNT(*) of the whole queue: annotate(Count()) would count per issue.
+    .annotate(
+        waiting=Subquery(
+            _TRIAGE_QUEUE.order_by().annotate(total=Func("pk", function="COUNT")).values("total"),
+            output_field=IntegerField(),
+        )
+    )
+    .order_by("created_at", "pk")
+)
 
 
 def _page_number(text: str | int | None) -> int | None:
