@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, connection
@@ -75,7 +76,7 @@ class People:
     def assignable(self) -> list[EngagementManager]:
         return [em for em in self.engagement_managers if em.pk in self.assignable_ids]
 
-    @property
+    @cached_property
     def by_id(self) -> dict[int, EngagementManager]:
         return {em.pk: em for em in self.engagement_managers}
 
@@ -89,20 +90,16 @@ class People:
     def attach_to(self, issue: ScopingIssue) -> None:
         """Give the issue and its opportunity their EMs from these: cheaper than two more joins in the
         issue's query (every EM is here, so none is missing)."""
-        by_id = self.by_id
-        self.give_engagement_managers([issue], by_id)
+        self.give_engagement_managers([issue])
         if issue.opportunity is not None:
             _OPPORTUNITY_EM.set_cached_value(
-                issue.opportunity, by_id.get(issue.opportunity.engagement_manager_id)
+                issue.opportunity, self.by_id.get(issue.opportunity.engagement_manager_id)
             )
 
-    def give_engagement_managers(
-        self, issues: list[ScopingIssue], by_id: dict[int, EngagementManager] | None = None
-    ) -> None:
+    def give_engagement_managers(self, issues: list[ScopingIssue]) -> None:
         """Give each issue its EM from these, in place of a join and an instance per row."""
-        by_id = by_id or self.by_id
         for issue in issues:
-            _ISSUE_EM.set_cached_value(issue, by_id.get(issue.engagement_manager_id))
+            _ISSUE_EM.set_cached_value(issue, self.by_id.get(issue.engagement_manager_id))
 
     def with_username(self, username: str) -> EngagementManager | None:
         """The EM with this GitLab username, in any case (as `gitlab_username__iexact` finds them)."""
