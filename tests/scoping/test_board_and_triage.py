@@ -146,6 +146,21 @@ def test_a_move_to_an_unknown_stage_is_refused_and_the_echo_is_escaped(em_client
     assert not GitLabWrite.objects.exists()
 
 
+def test_text_from_gitlab_and_salesforce_on_a_card_is_escaped(em_client, em_user):
+    hostile = OpportunityFactory(
+        name='Deal "<script>alert(1)</script>', account=AccountFactory(name="<b>Acme</b> & Sons")
+    )
+    ScopingIssueFactory(
+        title="<img src=x onerror=alert(1)>",
+        labels=[SC, "proposal::SOW_WIP", "Segment::SMB"],
+        engagement_manager=em_user.engagement_manager,
+        opportunity=hostile,
+    )
+    html = em_client.get("/boards/").content.decode()
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "<b>Acme" not in html and "&lt;b&gt;Acme&lt;/b&gt; &amp; Sons" in html
+
+
 @pytest.mark.parametrize("board", ["all", "mine"])
 def test_board_query_count_does_not_grow_with_cards(em_client, em_user, board):
     em = em_user.engagement_manager
