@@ -5,15 +5,60 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 
 from opportunities.choices import AssignmentRole
-from opportunities.models import EngagementManager, Territory, TerritoryAssignment
+from opportunities.models import EngagementManager, TerritoryAssignment
 from scoping.models import ScopingIssue
+from scoping.selectors import People
 
 # The primary EM is "well above" the team when they carry this many more open issues than the median.
 WELL_ABOVE_MEDIAN = 3
+
+
+@dataclass(frozen=True, slots=True)
+class TriageIssue:
+    """What triage reads of an issue and of its account and territory, from one values_list() row: model
+    instances for 25 issues with their opportunities, accounts and territories were a third of the page."""
+
+    pk: int
+    iid: int
+    title: str
+    public_sector: bool
+    created_at: datetime
+    segment: str
+    assignee_usernames: list[str]
+    engagement_manager_id: int | None
+    account_name: str | None  # None without an opportunity, or an opportunity without an account
+    sales_territory: str | None
+    territory_id: int | None  # None: the account's Sales Territory is not mapped to a territory
+    territory_name: str | None
+    territory_segment: str | None
+
+
+# TriageIssue's fields as values_list() lookups, in its order.
+TRIAGE_ISSUE_LOOKUPS = (
+    "pk",
+    "iid",
+    "title",
+    "public_sector",
+    "created_at",
+    "segment",
+    "assignee_usernames",
+    "engagement_manager_id",
+    "opportunity__account__name",
+    "opportunity__account__sales_territory",
+    "opportunity__account__territory_id",
+    "opportunity__account__territory__name",
+    "opportunity__account__territory__segment",
+)
+
+
+def triage_issues(issues: QuerySet[ScopingIssue]) -> list[TriageIssue]:
+    """The issues as triage reads them, in the queryset's order."""
+    return [TriageIssue(*row) for row in issues.values_list(*TRIAGE_ISSUE_LOOKUPS)]
 
 
 @dataclass(frozen=True)
@@ -59,11 +104,12 @@ class _Coverage:
     by_segment: dict[str, dict[int, EngagementManager]] = field(default_factory=dict)
 
 
-def _coverage(territories: Iterable[Territory], assignable: dict[int, EngagementManager]) -> _Coverage:
-    """Only assignable EMs: no other can be suggested, nor is counted among the candidates. They are kept
-    here, not by an IN list of the team (see open_issue_counts)."""
-    territories = list(territories)
-    territory_ids, segments = {t.pk for t in territories}, {t.segment for t in territories}
+def _coverage(issues: list[TriageIssue], assignable: dict[int, EngagementManager]) -> _Coverage:
+    """Who works the issues' territories and segments. Only assignable EMs: no other can be suggested, nor
+    is counted among the candidates. They are kept here, not by an IN list of the team (see
+    open_issue_counts)."""
+    territory_ids = {issue.territory_id for issue in issues if issue.territory_id is not None}
+    segments = {issue.territory_segment for issue in issues if issue.territory_id is not None}
     found = _Coverage()
     for territory_id, segment, role, em_id in _ASSIGNMENTS.all():
         em = assignable.get(em_id)
@@ -81,61 +127,61 @@ _ASSIGNMENTS = TerritoryAssignment.objects.order_by("territory__name", "role", "
 )
 
 
-def _territory(issue: ScopingIssue) -> Territory | None:
-    account = issue.opportunity.account if issue.opportunity else None
-    return account.territory if account else None
-
-
-def suggest(issues: Iterable[ScopingIssue], *, assignable: list[EngagementManager]) -> dict[int, Suggestion]:
-    """Issue id → suggested EM (one of `assignable`, see selectors.People) and segment; each suggestion
-    counts towards the load of the next ones."""
-    issues = list(issues)
-    coverage = _coverage(
-        (t for issue in issues if (t := _territory(issue))), {em.pk: em for em in assignable}
-    )
+def suggest(issues: list[TriageIssue], people: People) -> dict[int, Suggestion]:
+    """Issue id → suggested EM (one of `people.assignable`) and segment; each suggestion counts towards the
+    load of the next ones, so `issues` come oldest first."""
+    assignable = people.assignable
+    coverage = _coverage(issues, {em.pk: em for em in assignable})
     load = open_issue_counts(assignable)
     median = statistics.median(load.values()) if load else 0
     suggestions = {}
     for issue in issues:
-        suggestion = _suggest_one(issue, coverage, load, median)
+        suggestion = _suggest_one(
+            issue, people.by_id.get(issue.engagement_manager_id), coverage, load, median
+        )
         suggestions[issue.pk] = suggestion
         if suggestion.engagement_manager and issue.engagement_manager_id is None:
             load[suggestion.engagement_manager.pk] = load.get(suggestion.engagement_manager.pk, 0) + 1
     return suggestions
 
 
-def _suggest_one(issue: ScopingIssue, coverage: _Coverage, load: dict[int, int], median: float) -> Suggestion:
-    territory = _territory(issue)
-    segment = issue.segment or (territory.segment if territory else "")
-    if issue.engagement_manager is not None:
-        assigned = issue.engagement_manager.gitlab_username in issue.assignee_usernames
+def _suggest_one(
+    issue: TriageIssue,
+    assigned_em: EngagementManager | None,
+    coverage: _Coverage,
+    load: dict[int, int],
+    median: float,
+) -> Suggestion:
+    segment = issue.segment or issue.territory_segment or ""
+    if assigned_em is not None:
+        assigned = assigned_em.gitlab_username in issue.assignee_usernames
         reason = "Already assigned in GitLab" if assigned else "Engagement manager of the linked opportunity"
-        return Suggestion(issue.engagement_manager, segment, reason)
-    if territory is None:
-        account = issue.opportunity.account if issue.opportunity else None
+        return Suggestion(assigned_em, segment, reason)
+    if issue.territory_id is None:
         reason = (
             "No opportunity linked"
-            if account is None
-            else f"Territory {account.sales_territory!r} is not mapped"
+            if issue.account_name is None
+            else f"Territory {issue.sales_territory!r} is not mapped"
         )
         return Suggestion(None, segment, reason)
-    roles = coverage.by_territory.get(territory.pk, {})
+    territory, territory_segment = issue.territory_name, issue.territory_segment
+    roles = coverage.by_territory.get(issue.territory_id, {})
     primary = next(iter(roles.get(AssignmentRole.PRIMARY, [])), None)
     covering = {em.pk: em for ems in roles.values() for em in ems}
-    candidates = _by_load({**coverage.by_segment.get(territory.segment, {}), **covering}.values(), load)
+    candidates = _by_load({**coverage.by_segment.get(territory_segment, {}), **covering}.values(), load)
     if primary and load.get(primary.pk, 0) >= median + WELL_ABOVE_MEDIAN and candidates:
         chosen = candidates[0][0]
         if chosen != primary:
             reason = (
-                f"{primary} (primary for {territory.name}) carries {load.get(primary.pk, 0)} open issues, "
-                f"well above the team's median of {median:g}; {chosen} has the fewest in {territory.segment}"
+                f"{primary} (primary for {territory}) carries {load.get(primary.pk, 0)} open issues, "
+                f"well above the team's median of {median:g}; {chosen} has the fewest in {territory_segment}"
             )
-            return Suggestion(chosen, territory.segment, reason, candidates)
+            return Suggestion(chosen, territory_segment, reason, candidates)
     chosen = primary or next(iter(roles.get(AssignmentRole.BACKUP, [])), None)
     if chosen is None:
-        return Suggestion(None, territory.segment, f"No EM works {territory.name}", candidates)
+        return Suggestion(None, territory_segment, f"No EM works {territory}", candidates)
     role = "Primary" if chosen == primary else "Backup"
-    return Suggestion(chosen, territory.segment, f"{role} for {territory.name}", candidates)
+    return Suggestion(chosen, territory_segment, f"{role} for {territory}", candidates)
 
 
 def _by_load(

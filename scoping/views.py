@@ -51,7 +51,7 @@ from scoping.services import (
 )
 from scoping.sync import lock_holder
 from scoping.tables import ISSUE_LIST, SCOPING_ISSUES
-from scoping.triage import suggest
+from scoping.triage import TriageIssue, suggest, triage_issues
 from scoping.workspace import FIRST_TOUCH, TriageRow, em_board, my_work, swimlanes, triage_page, triage_rows
 
 ISSUES_PER_PAGE = 50
@@ -368,11 +368,9 @@ def set_em_status(request, iid: int):
 # --- Triage ----------------------------------------------------------------------------------------
 
 
-def _triage_rows(request, issues: list[ScopingIssue], *, posted: TriageForm | None = None) -> list[TriageRow]:
+def _triage_rows(request, issues: list[TriageIssue], *, posted: TriageForm | None = None) -> list[TriageRow]:
     """Rows with their suggestion preselected; a refused form keeps what was posted and its errors."""
-    everyone = people(request.user)
-    everyone.give_engagement_managers(issues)
-    return triage_rows(issues, assignable=everyone.assignable, as_of=timezone.now(), posted=posted)
+    return triage_rows(issues, people=people(request.user), as_of=timezone.now(), posted=posted)
 
 
 def _triage_context(request, **extra) -> dict:
@@ -416,7 +414,7 @@ def triage_issue(request, iid: int):
     issue = get_object_or_404(ScopingIssue.objects.current(), iid=iid)
     form = TriageForm(request.POST)
     if not form.is_valid():
-        row = _triage_rows(request, [issue], posted=form)[0]
+        row = _triage_rows(request, triage_issues(ScopingIssue.objects.filter(pk=issue.pk)), posted=form)[0]
         return render(request, "scoping/_triage_row.html", {"row": row}, status=400)
     done = _triage_one(issue, **form.cleaned_data, actor=request.user)
     messages.success(request, f"#{issue.iid} triaged to {done['engagement_manager'].name}.")
@@ -432,14 +430,19 @@ def accept_suggestions(request):
     untriaged = list(
         ScopingIssue.objects.untriaged()
         .filter(iid__in=[v for v in request.POST.getlist("iid") if v.isascii() and v.isdigit()])
-        .select_related("engagement_manager", "opportunity__account__territory")
+        .select_related("engagement_manager")
         .order_by("created_at", "pk")
     )
     form = BulkTriageForm(request.POST, iids=[issue.iid for issue in untriaged])
     if not form.is_valid():
         messages.error(request, "Select rows that are still waiting for triage.")
         return _triage_answer(request, "scoping/_triage_queue.html", _triage_context(request), status=400)
-    suggestions = suggest(untriaged, assignable=people(request.user).assignable)
+    suggestions = suggest(
+        triage_issues(
+            ScopingIssue.objects.filter(pk__in=[issue.pk for issue in untriaged]).order_by("created_at", "pk")
+        ),
+        people(request.user),
+    )
     done = [
         _triage_one(issue, segment=s.segment, engagement_manager=s.engagement_manager, actor=request.user)
         for issue in untriaged
@@ -472,12 +475,8 @@ def undo_triage(request, iid: int):
     messages.success(request, f"Triage of #{issue.iid} undone.")
     if not request.htmx:
         return redirect("scoping:triage")
-    issue = ScopingIssue.objects.select_related("engagement_manager", "opportunity__account__territory").get(
-        pk=issue.pk
-    )
-    return _triage_answer(
-        request, "scoping/_triage_row.html", {"row": _triage_rows(request, [issue])[0], "row_oob": True}
-    )
+    row = _triage_rows(request, triage_issues(ScopingIssue.objects.filter(pk=issue.pk)))[0]
+    return _triage_answer(request, "scoping/_triage_row.html", {"row": row, "row_oob": True})
 
 
 # --- My work ---------------------------------------------------------------------------------------

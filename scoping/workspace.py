@@ -24,8 +24,8 @@ from psplan.fiscal import add_months
 from psplan.widgets import select_html
 from scoping.choices import EMStatus, IssueState, Stage
 from scoping.models import ScopingIssue, goes_stale_soon
-from scoping.selectors import failed_writes_for, with_stage_entered_at, with_write_state
-from scoping.triage import Suggestion, suggest
+from scoping.selectors import People, failed_writes_for, with_stage_entered_at, with_write_state
+from scoping.triage import TRIAGE_ISSUE_LOOKUPS, Suggestion, TriageIssue, suggest
 
 RECENTLY_CLOSED = timedelta(days=90)
 COLUMN_CAP = 25
@@ -176,53 +176,38 @@ def swimlanes(
     return page, [lanes[em_id] for em_id in on_page]
 
 
-# What a triage row shows and its suggestion reads: the rest (the description above all) stays in the database.
-_TRIAGE_ROW_FIELDS = (
-    "iid",
-    "title",
-    "public_sector",
-    "created_at",
-    "segment",
-    "assignee_usernames",
-    "engagement_manager",
-    "opportunity__account__name",
-    "opportunity__account__sales_territory",
-    "opportunity__account__territory__name",
-    "opportunity__account__territory__segment",
-)
-
-
 def triage_page(page_number: str | int | None) -> Page:
-    """Untriaged issues, oldest first, a page at a time, without their EMs (see People.give_engagement_managers).
-    The page's issues are picked by id first (a partial index has the queue in order), so that only they are
-    joined to their opportunities; how many wait comes with them from a subquery, not a COUNT of its own."""
+    """Untriaged issues (TriageIssue), oldest first, a page at a time. The page's issues are picked by id
+    first (a partial index has the queue in order), so that only they are joined to their opportunities;
+    how many wait comes with them from a subquery, not a COUNT of its own."""
     number = _page_number(page_number)
     if number is not None:
         first = (number - 1) * TRIAGE_PER_PAGE
-        rows = list(_TRIAGE_ROWS.filter(pk__in=_TRIAGE_QUEUE.values("pk")[first : first + TRIAGE_PER_PAGE]))
-        if rows or number == 1:
+        found = list(_TRIAGE_ROWS.filter(pk__in=_TRIAGE_QUEUE.values("pk")[first : first + TRIAGE_PER_PAGE]))
+        if found or number == 1:
             paginator = Paginator(_TRIAGE_QUEUE, TRIAGE_PER_PAGE)
-            paginator.count = rows[0].waiting if rows else 0
-            return Page(rows, number, paginator)
+            paginator.count = found[0][-1] if found else 0
+            return Page([TriageIssue(*row[:-1]) for row in found], number, paginator)
     # Not a page number, or past the last page: Django's paginator picks the page, counting on its own.
-    return Paginator(_TRIAGE_ROWS.filter(pk__in=_TRIAGE_QUEUE.values("pk")), TRIAGE_PER_PAGE).get_page(
+    page = Paginator(_TRIAGE_ROWS.filter(pk__in=_TRIAGE_QUEUE.values("pk")), TRIAGE_PER_PAGE).get_page(
         page_number
     )
+    page.object_list = [TriageIssue(*row[:-1]) for row in page.object_list]
+    return page
 
 
 # Built once (each read filters a fresh copy): triage reads them on every request.
 _TRIAGE_QUEUE = ScopingIssue.objects.untriaged().order_by("created_at", "pk")
 _TRIAGE_ROWS = (
-    ScopingIssue.objects.select_related("opportunity__account__territory")
-    .only(*_TRIAGE_ROW_FIELDS)
-    # COUNT(*) of the whole queue: annotate(Count()) would count per issue.
-    .annotate(
+    ScopingIssue.objects.annotate(
+        # COUNT(*) of the whole queue: annotate(Count()) would count per issue.
         waiting=Subquery(
             _TRIAGE_QUEUE.order_by().annotate(total=Func("pk", function="COUNT")).values("total"),
             output_field=IntegerField(),
         )
     )
     .order_by("created_at", "pk")
+    .values_list(*TRIAGE_ISSUE_LOOKUPS, "waiting")
 )
 
 
@@ -236,14 +221,14 @@ def _page_number(text: str | int | None) -> int | None:
     return number if number >= 1 and number * TRIAGE_PER_PAGE < 2**63 else None
 
 
-def is_overdue(issue: ScopingIssue, *, as_of: datetime) -> bool:
+def is_overdue(issue: TriageIssue, *, as_of: datetime) -> bool:
     """The team answers a new scoping issue within 24 hours of its creation."""
     return issue.created_at < as_of - FIRST_TOUCH
 
 
 @dataclass(frozen=True)
 class TriageRow:
-    issue: ScopingIssue
+    issue: TriageIssue
     suggestion: Suggestion
     overdue: bool
     age: str
@@ -258,16 +243,16 @@ _SEGMENT_CHOICES = tuple((str(value), str(label)) for value, label in Segment.ch
 
 
 def triage_rows(
-    issues: list[ScopingIssue],
+    issues: list[TriageIssue],
     *,
-    assignable: list[EngagementManager],
+    people: People,
     as_of: datetime,
     posted: forms.Form | None = None,
 ) -> list[TriageRow]:
-    """Each issue with its suggestion among the `assignable` EMs (by name) preselected, or what a refused
+    """Each issue with its suggestion among the assignable EMs (by name) preselected, or what a refused
     form posted, with its errors."""
-    em_choices = (("", "---------"), *((em.gitlab_username, em.name) for em in assignable))
-    suggestions = suggest(issues, assignable=assignable)
+    em_choices = (("", "---------"), *((em.gitlab_username, em.name) for em in people.assignable))
+    suggestions = suggest(issues, people)
     rows = []
     for issue in issues:
         suggestion = suggestions[issue.pk]

@@ -48,11 +48,11 @@ def triage_row(context, row: TriageRow) -> SafeString:
 
 
 def _account(row: TriageRow) -> str:
-    account = row.issue.opportunity.account if row.issue.opportunity else None
-    if account is None:
+    issue = row.issue
+    if issue.account_name is None:
         return '<span class="muted">No opportunity linked</span>'
-    territory = escape(account.sales_territory or "no territory")
-    return f'{escape(account.name)}<br><small class="muted">{territory}</small>'
+    territory = escape(issue.sales_territory or "no territory")
+    return f'{escape(issue.account_name)}<br><small class="muted">{territory}</small>'
 
 
 def _suggestion(row: TriageRow) -> str:

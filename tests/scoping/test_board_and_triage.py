@@ -326,7 +326,7 @@ def test_undo_puts_the_issue_back_in_the_queue(em_client):
     assert 'id="triage-count" hx-swap-oob="true">1 waiting' in response.content.decode()
     issue.refresh_from_db()
     assert (issue.segment, issue.engagement_manager) == ("", None)
-    assert [row.issue for row in em_client.get("/triage/").context["rows"]] == [issue]
+    assert [row.issue.iid for row in em_client.get("/triage/").context["rows"]] == [issue.iid]
 
 
 def test_bulk_accept_triages_the_selected_rows_with_their_suggestions(em_client):
@@ -338,7 +338,7 @@ def test_bulk_accept_triages_the_selected_rows_with_their_suggestions(em_client)
     assert "1 issue triaged as suggested." in response.content.decode()
     picked.refresh_from_db()
     assert (picked.engagement_manager, picked.segment) == (primary, Segment.ENT_EMEA)
-    assert [row.issue for row in em_client.get("/triage/").context["rows"]] == [left]
+    assert [row.issue.iid for row in em_client.get("/triage/").context["rows"]] == [left.iid]
 
 
 def test_bulk_accept_without_a_selection_says_so_and_changes_nothing(em_client):
