@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, partial
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import DEFAULT_DB_ALIAS, connection
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import (
     Aggregate,
     BooleanField,
     CharField,
     Count,
+    Exists,
     ExpressionWrapper,
     F,
     JSONField,
@@ -23,12 +24,12 @@ from django.db.models import (
     TextField,
     Value,
 )
-from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, JSONObject
 
 from opportunities.models import EngagementManager, Opportunity, SalesforceWrite, SyncRun, TerritoryAssignment
 from psplan import queue
 from psplan.permissions import engagement_managers_group_of, remember_roles
+from psplan.prepared import PreparedRows
 from psplan.queue import WriteStatus
 from scoping.models import DigestSubscription, GitLabWrite, IssueChange, ScopingIssue, WebhookDelivery
 
@@ -105,31 +106,35 @@ class People:
 _ISSUE_EM = ScopingIssue._meta.get_field("engagement_manager")
 _OPPORTUNITY_EM = Opportunity._meta.get_field("engagement_manager")
 
-# Every EM with the two rules as flags, built once: resolving the rules again on each request cost twice
-# the query itself, and they never change.
-_PEOPLE = EngagementManager.objects.order_by("name", "pk").annotate(
-    is_offered=ExpressionWrapper(_OFFERED, output_field=BooleanField()),
-    is_assignable=ExpressionWrapper(_ASSIGNABLE, output_field=BooleanField()),
-)
-_PEOPLE_FLAGS = ("is_offered", "is_assignable")
+
+def _people_rows(viewer: int, *, with_digest: bool) -> QuerySet:
+    """Every EM with the two rules and the viewer's role as flags, and whether the viewer gets the digest."""
+    flags = {
+        "is_offered": ExpressionWrapper(_OFFERED, output_field=BooleanField()),
+        "is_assignable": ExpressionWrapper(_ASSIGNABLE, output_field=BooleanField()),
+        "viewer_in_group": engagement_managers_group_of(viewer),
+    }
+    if with_digest:
+        flags["viewer_gets_digest"] = Exists(DigestSubscription.objects.filter(user=viewer))
+    return (
+        EngagementManager.objects.order_by("name", "pk")
+        .annotate(**flags)
+        .values_list(*_PERSON_FIELDS, *flags)
+    )
 
 
-# Written out, as psplan.permissions.engagement_managers_group_of is: an Exists() built on each request cost
-# a third of people()'s query.
-_GETS_DIGEST = "EXISTS (SELECT 1 FROM {table} WHERE {user} = %s)".format(
-    table=connection.ops.quote_name(DigestSubscription._meta.db_table),
-    user=connection.ops.quote_name(DigestSubscription._meta.get_field("user").column),
-)
+# Prepared (see psplan.prepared): every page reads them, and writing their SQL cost as much as running it.
+_PEOPLE_ROWS = {
+    with_digest: PreparedRows(partial(_people_rows, with_digest=with_digest), viewer=(1, 2))
+    for with_digest in (False, True)
+}
 
 
 def people(viewer: AbstractBaseUser, *, with_digest: bool = False) -> People:
     """Every EM, the signed-in user's role and their own EM, in one query: each page needs all three, and
     each was a query of its own. The role and EM are remembered for can_edit and engagement_manager_of.
     `with_digest` also reads whether the viewer gets the weekly e-mail ("My work" shows it)."""
-    flags = {"viewer_in_group": engagement_managers_group_of(viewer)}
-    if with_digest:
-        flags["viewer_gets_digest"] = RawSQL(_GETS_DIGEST, (viewer.pk,), output_field=BooleanField())
-    rows = list(_PEOPLE.annotate(**flags).values_list(*_PERSON_FIELDS, *_PEOPLE_FLAGS, *flags))
+    rows = _PEOPLE_ROWS[with_digest](viewer=viewer.pk)
     fields = len(_PERSON_FIELDS)
     # Instances with the fields read (the rest deferred), so that services and templates take them as EMs.
     ems = [EngagementManager.from_db(DEFAULT_DB_ALIAS, _PERSON_FIELDS, row[:fields]) for row in rows]
@@ -234,30 +239,6 @@ def undelivered_changes(issue: ScopingIssue, opportunity: Opportunity | None) ->
 _UNDELIVERED_GITLAB = GitLabWrite.objects.exclude(status=WriteStatus.DELIVERED).order_by("created_at", "id")
 _UNDELIVERED_SALESFORCE = SalesforceWrite.objects.exclude(status=WriteStatus.DELIVERED).order_by(
     "created_at", "id"
-)
-
-
-def failed_writes_for(*, engagement_manager: EngagementManager, user) -> dict[str, QuerySet]:
-    """Write-backs GitLab or Salesforce refused, on the EM's issues and opportunities or made by them, newest
-    first, as rows of what "My work" and its e-mail show of each."""
-    return {
-        "gitlab": _FAILED_GITLAB.filter(Q(issue__engagement_manager=engagement_manager) | Q(created_by=user)),
-        "salesforce": _FAILED_SALESFORCE.filter(
-            Q(opportunity__engagement_manager=engagement_manager) | Q(created_by=user)
-        ),
-    }
-
-
-# Built once (each read filters a fresh copy): "My work" reads both on every request.
-_FAILED_GITLAB = (
-    GitLabWrite.objects.filter(status=WriteStatus.FAILED)
-    .order_by("-created_at", "-id")
-    .values("last_error", iid=F("issue__iid"), title=F("issue__title"))
-)
-_FAILED_SALESFORCE = (
-    SalesforceWrite.objects.filter(status=WriteStatus.FAILED)
-    .order_by("-created_at", "-id")
-    .values("last_error", salesforce_id=F("opportunity__salesforce_id"), name=F("opportunity__name"))
 )
 
 

@@ -18,13 +18,21 @@ from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 
 from opportunities.choices import EMConfidence, Segment
-from opportunities.models import EngagementManager, Opportunity, TerritoryAssignment, opportunity_url
+from opportunities.models import (
+    EngagementManager,
+    Opportunity,
+    SalesforceWrite,
+    TerritoryAssignment,
+    opportunity_url,
+)
 from opportunities.selectors import ps_amount
 from psplan.fiscal import add_months
+from psplan.prepared import PreparedRows
+from psplan.queue import WriteStatus
 from psplan.widgets import select_html
 from scoping.choices import EMStatus, IssueState, Stage
-from scoping.models import ScopingIssue, goes_stale_soon
-from scoping.selectors import People, failed_writes_for, with_stage_entered_at, with_write_state
+from scoping.models import GitLabWrite, ScopingIssue, goes_stale_soon
+from scoping.selectors import People, with_stage_entered_at, with_write_state
 from scoping.triage import TRIAGE_ISSUE_LOOKUPS, Suggestion, TriageIssue, suggest
 
 RECENTLY_CLOSED = timedelta(days=90)
@@ -324,7 +332,7 @@ class ClosingOpportunity:
 
 @dataclass(frozen=True)
 class RefusedIssueChange:
-    """A change to an issue GitLab refused (see selectors.failed_writes_for)."""
+    """A change to an issue GitLab refused."""
 
     iid: int
     title: str
@@ -333,7 +341,7 @@ class RefusedIssueChange:
 
 @dataclass(frozen=True)
 class RefusedOpportunityChange:
-    """A change to an opportunity Salesforce refused (see selectors.failed_writes_for)."""
+    """A change to an opportunity Salesforce refused."""
 
     salesforce_id: str
     name: str
@@ -367,36 +375,95 @@ _WORK_LIST_ORDERS = {
 }
 
 
-# Built once (each read filters a fresh copy): "My work" reads it on every request.
-_WORK_CANDIDATES = (
-    ScopingIssue.objects.open()
-    .with_untriaged()
-    .values(
-        "pk",
-        "engagement_manager_id",
-        "em_status",
-        "keep_open_until",
-        "untriaged_now",
-        *_WORK_ITEM_FIELDS,
-        place=Coalesce("opportunity__account__name", "opportunity__name", Value("")),
+def _work_candidates(engagement_manager: int) -> QuerySet:
+    """The issues that can be on the EM's lists: their open ones and the untriaged ones of their
+    territories."""
+    my_territories = TerritoryAssignment.objects.filter(engagement_manager=engagement_manager).values(
+        "territory"
     )
+    return (
+        ScopingIssue.objects.open()
+        .with_untriaged()
+        .filter(
+            Q(engagement_manager=engagement_manager)
+            | Q(engagement_manager__isnull=True, opportunity__account__territory__in=my_territories)
+        )
+        .values(
+            "pk",
+            "engagement_manager_id",
+            "em_status",
+            "keep_open_until",
+            "untriaged_now",
+            *_WORK_ITEM_FIELDS,
+            place=Coalesce("opportunity__account__name", "opportunity__name", Value("")),
+        )
+    )
+
+
+def _closing_opportunities(engagement_manager: int, first_day: date, last_day: date) -> QuerySet:
+    """The EM's open Grey or Red opportunities closing between the two days, soonest first."""
+    return (
+        Opportunity.objects.open()
+        .for_em(engagement_manager)
+        .filter(
+            em_confidence__in=[EMConfidence.GREY, EMConfidence.RED],
+            close_date__gte=first_day,
+            close_date__lte=last_day,
+        )
+        .order_by("close_date", "name")
+        .values(
+            "salesforce_id",
+            "name",
+            "em_confidence",
+            "close_date",
+            ps_amount=ps_amount(),
+            account_name=F("account__name"),
+        )[:MY_WORK_CAP]
+    )
+
+
+def _failed_gitlab_writes(engagement_manager: int, user: int | None) -> QuerySet:
+    """Writes GitLab refused, on the EM's issues or made by the user, newest first."""
+    return (
+        GitLabWrite.objects.filter(status=WriteStatus.FAILED)
+        .filter(Q(issue__engagement_manager=engagement_manager) | Q(created_by=user))
+        .order_by("-created_at", "-id")
+        .values("last_error", iid=F("issue__iid"), title=F("issue__title"))[:MY_WORK_CAP]
+    )
+
+
+def _failed_salesforce_writes(engagement_manager: int, user: int | None) -> QuerySet:
+    """Writes Salesforce refused, on the EM's opportunities or made by the user, newest first."""
+    return (
+        SalesforceWrite.objects.filter(status=WriteStatus.FAILED)
+        .filter(Q(opportunity__engagement_manager=engagement_manager) | Q(created_by=user))
+        .order_by("-created_at", "-id")
+        .values("last_error", salesforce_id=F("opportunity__salesforce_id"), name=F("opportunity__name"))[
+            :MY_WORK_CAP
+        ]
+    )
+
+
+# Prepared (see psplan.prepared): "My work" reads each on every request, and writing their SQL cost as much
+# as running it. An EM without a user account passes user None, which is no write's author: SQL's
+# `= NULL` is never true, where filter(created_by=None) would take every write the rules made.
+_WORK_CANDIDATES = PreparedRows(_work_candidates, engagement_manager=(1, 2))
+_CLOSING_OPPORTUNITIES = PreparedRows(
+    _closing_opportunities,
+    engagement_manager=(1, 2),
+    first_day=(date(2001, 1, 1), date(2002, 2, 2)),
+    last_day=(date(2003, 3, 3), date(2004, 4, 4)),
 )
-
-
-_TERRITORIES_OF = TerritoryAssignment.objects.values("territory")
+_FAILED_GITLAB_WRITES = PreparedRows(_failed_gitlab_writes, engagement_manager=(1, 2), user=(3, 4))
+_FAILED_SALESFORCE_WRITES = PreparedRows(_failed_salesforce_writes, engagement_manager=(1, 2), user=(3, 4))
 
 
 def _work_issues(engagement_manager: EngagementManager, *, as_of: datetime) -> dict[str, list[WorkItem]]:
-    """The issue lists of "My work" from one query of the issues that can be on them (the EM's open ones
-    and the untriaged ones of their territories), sorted into lists here: one query instead of one per list,
-    as building and sending each query was most of the page's time."""
-    my_territories = _TERRITORIES_OF.filter(engagement_manager=engagement_manager)
-    rows = _WORK_CANDIDATES.filter(
-        Q(engagement_manager=engagement_manager)
-        | Q(engagement_manager__isnull=True, opportunity__account__territory__in=my_territories)
-    )
+    """The issue lists of "My work" from one query of the issues that can be on them, sorted into lists
+    here: one query instead of one per list, as building and sending each query was most of the page's
+    time."""
     lists: dict[str, list[tuple[tuple, WorkItem]]] = {name: [] for name in _WORK_LIST_ORDERS}
-    for row in rows:
+    for row in _WORK_CANDIDATES(engagement_manager=engagement_manager.pk):
         mine = row["engagement_manager_id"] == engagement_manager.pk
         on = {
             "untriaged": row["untriaged_now"],
@@ -416,38 +483,24 @@ def _work_issues(engagement_manager: EngagementManager, *, as_of: datetime) -> d
     }
 
 
-def _closing_opportunities(
-    engagement_manager: EngagementManager, *, as_of: datetime
-) -> list[ClosingOpportunity]:
-    today = timezone.localdate(as_of)
-    rows = _GREY_OR_RED.for_em(engagement_manager).filter(
-        close_date__gte=today, close_date__lte=today + CLOSING_SOON
-    )
-    return [ClosingOpportunity(**row) for row in rows[:MY_WORK_CAP]]
-
-
-# Built once (each read filters a fresh copy): "My work" reads it on every request.
-_GREY_OR_RED = (
-    Opportunity.objects.open()
-    .filter(em_confidence__in=[EMConfidence.GREY, EMConfidence.RED])
-    .order_by("close_date", "name")
-    .values(
-        "salesforce_id",
-        "name",
-        "em_confidence",
-        "close_date",
-        ps_amount=ps_amount(),
-        account_name=F("account__name"),
-    )
-)
-
-
 def my_work(engagement_manager: EngagementManager, user, *, as_of: datetime) -> MyWork:
-    """An EM's day: what waits for them first, each list capped; plain rows, no model instances."""
-    failed = failed_writes_for(engagement_manager=engagement_manager, user=user)
+    """An EM's day: what waits for them first, each list capped; plain rows, no model instances. The
+    refused writes are those on the EM's issues and opportunities or made by `user` (the EM's account)."""
+    today = timezone.localdate(as_of)
+    em, author = engagement_manager.pk, user.pk if user else None
     return MyWork(
         **_work_issues(engagement_manager, as_of=as_of),
-        closing_opportunities=_closing_opportunities(engagement_manager, as_of=as_of),
-        failed_gitlab=[RefusedIssueChange(**row) for row in failed["gitlab"][:MY_WORK_CAP]],
-        failed_salesforce=[RefusedOpportunityChange(**row) for row in failed["salesforce"][:MY_WORK_CAP]],
+        closing_opportunities=[
+            ClosingOpportunity(**row)
+            for row in _CLOSING_OPPORTUNITIES(
+                engagement_manager=em, first_day=today, last_day=today + CLOSING_SOON
+            )
+        ],
+        failed_gitlab=[
+            RefusedIssueChange(**row) for row in _FAILED_GITLAB_WRITES(engagement_manager=em, user=author)
+        ],
+        failed_salesforce=[
+            RefusedOpportunityChange(**row)
+            for row in _FAILED_SALESFORCE_WRITES(engagement_manager=em, user=author)
+        ],
     )

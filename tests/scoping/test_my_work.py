@@ -11,13 +11,14 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from opportunities.choices import AssignmentRole, EMConfidence
-from opportunities.models import TerritoryAssignment
+from opportunities.models import SalesforceWrite, TerritoryAssignment
 from psplan.fiscal import add_months
 from psplan.queue import WriteStatus
 from scoping.digest import send_weekly_digests
 from scoping.models import DigestSubscription, GitLabWrite
 from tests.factories import (
     AccountFactory,
+    EngagementManagerFactory,
     OpportunityFactory,
     ScopingIssueFactory,
     TerritoryFactory,
@@ -101,6 +102,54 @@ def test_my_work_lists_what_needs_the_em_today(em_client, em_user):
     html = response.content.decode()
     assert ">overdue<" in html and "403 label missing" in html
     assert 'Changes GitLab or Salesforce refused <span class="count-badge">1</span>' in html
+
+
+def test_refused_writes_are_those_on_the_ems_work_or_made_by_them(em_client, em_user):
+    em, other = em_user.engagement_manager, EngagementManagerFactory()
+    mine = ScopingIssueFactory(title="my issue", engagement_manager=em)
+    theirs = ScopingIssueFactory(title="their issue", engagement_manager=other)
+    my_deal = OpportunityFactory(name="my deal", engagement_manager=em)
+    their_deal = OpportunityFactory(name="their deal", engagement_manager=other)
+    refused = {"status": WriteStatus.FAILED, "last_error": "refused"}
+    GitLabWrite.objects.create(issue=mine, **refused)
+    GitLabWrite.objects.create(issue=theirs, created_by=em_user, **refused)
+    GitLabWrite.objects.create(issue=theirs, **refused)  # the rules' own, on another EM's issue
+    GitLabWrite.objects.create(issue=mine, status=WriteStatus.PENDING)
+    SalesforceWrite.objects.create(opportunity=my_deal, changes={}, **refused)
+    SalesforceWrite.objects.create(opportunity=their_deal, changes={}, created_by=em_user, **refused)
+    SalesforceWrite.objects.create(opportunity=their_deal, changes={}, **refused)
+    work = em_client.get("/my-work/").context["work"]
+    assert sorted(w.title for w in work.failed_gitlab) == ["my issue", "their issue"]
+    assert sorted(w.name for w in work.failed_salesforce) == ["my deal", "their deal"]
+
+
+def test_an_em_without_an_account_sees_no_write_the_rules_made_on_others_work(em_client):
+    em, other = EngagementManagerFactory(name="Tom Becker", user=None), EngagementManagerFactory()
+    refused = {"status": WriteStatus.FAILED, "last_error": "refused"}
+    GitLabWrite.objects.create(issue=ScopingIssueFactory(title="his", engagement_manager=em), **refused)
+    GitLabWrite.objects.create(issue=ScopingIssueFactory(title="not his", engagement_manager=other), **refused)
+    SalesforceWrite.objects.create(
+        opportunity=OpportunityFactory(engagement_manager=other), changes={}, **refused
+    )
+    work = em_client.get(f"/my-work/?engagement_manager={em.gitlab_username}").context["work"]
+    assert [w.title for w in work.failed_gitlab] == ["his"]
+    assert work.failed_salesforce == []
+
+
+def test_closing_soon_means_from_today_to_30_days_ahead(em_client, em_user):
+    today = timezone.localdate()
+    for name, days in [("yesterday", -1), ("today", 0), ("in 30 days", 30), ("in 31 days", 31)]:
+        OpportunityFactory(
+            name=name,
+            engagement_manager=em_user.engagement_manager,
+            em_confidence=EMConfidence.GREY,
+            close_date=today + timedelta(days=days),
+        )
+    OpportunityFactory(  # another EM's
+        em_confidence=EMConfidence.GREY, close_date=today, engagement_manager=EngagementManagerFactory()
+    )
+    work = em_client.get("/my-work/").context["work"]
+    assert [o.name for o in work.closing_opportunities] == ["today", "in 30 days"]
 
 
 def test_my_work_query_count_does_not_grow_with_work(em_client, em_user):
