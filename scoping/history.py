@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from opportunities.choices import Segment
 from opportunities.models import OpportunityChange
 from psplan.audit import ChangeSource, changed_by, source_name
+from psplan.prepared import PreparedRows
 from scoping.choices import EMStatus, IssueState, Stage
 from scoping.models import IssueChange, RuleAction, ScopingIssue
 
@@ -66,7 +67,7 @@ class IssueTimeline:
 
 def issue_timeline(issue: ScopingIssue) -> IssueTimeline:
     """Every recorded change of an issue, newest first, and the stages it went through, oldest first."""
-    changes = list(_ISSUE_CHANGES.filter(issue=issue.pk)[:TIMELINE_LIMIT])
+    changes = _ISSUE_CHANGES(issue=issue.pk)
     entries = [
         *(_change_entry(change) for change in changes),
         *_opportunity_entries(issue),
@@ -95,11 +96,24 @@ _CHANGE_COLUMNS = (
     "write__last_error",
 )
 _RULE_NAMES = dict(RuleAction.Rule.choices)
-# Built once (each read filters a fresh copy): building them cost a third of reading them.
-_ISSUE_CHANGES = IssueChange.objects.order_by("-changed_at", "-id").values(
-    *_CHANGE_COLUMNS, "note", "write__note", rule=F("write__rule_action__rule")
-)
-_OPPORTUNITY_CHANGES = OpportunityChange.objects.values(*_CHANGE_COLUMNS)
+
+
+def _issue_changes(issue: int) -> QuerySet:
+    return (
+        IssueChange.objects.filter(issue=issue)
+        .order_by("-changed_at", "-id")
+        .values(*_CHANGE_COLUMNS, "note", "write__note", rule=F("write__rule_action__rule"))[:TIMELINE_LIMIT]
+    )
+
+
+def _opportunity_changes(opportunity: int) -> QuerySet:
+    return OpportunityChange.objects.filter(opportunity=opportunity).values(*_CHANGE_COLUMNS)[:TIMELINE_LIMIT]
+
+
+# Prepared (see psplan.prepared): the issue page reads both on every request, and writing their SQL cost
+# as much as running it.
+_ISSUE_CHANGES = PreparedRows(_issue_changes, issue=(1, 2))
+_OPPORTUNITY_CHANGES = PreparedRows(_opportunity_changes, opportunity=(1, 2))
 
 
 def shown(field: str, value: str) -> str:
@@ -138,7 +152,6 @@ def _change_entry(change: dict[str, Any]) -> TimelineEntry:
 def _opportunity_entries(issue: ScopingIssue) -> list[TimelineEntry]:
     if issue.opportunity_id is None:
         return []
-    changes = _OPPORTUNITY_CHANGES.filter(opportunity=issue.opportunity_id)
     return [
         TimelineEntry(
             when=change["changed_at"],
@@ -149,7 +162,7 @@ def _opportunity_entries(issue: ScopingIssue) -> list[TimelineEntry]:
             system="Salesforce",
             source=source_name(change["source"]),
         )
-        for change in changes[:TIMELINE_LIMIT]
+        for change in _OPPORTUNITY_CHANGES(opportunity=issue.opportunity_id)
     ]
 
 

@@ -11,6 +11,7 @@ from django.db.models import Count, QuerySet
 
 from opportunities.choices import AssignmentRole
 from opportunities.models import EngagementManager, TerritoryAssignment
+from psplan.prepared import PreparedRows
 from scoping.models import ScopingIssue
 from scoping.selectors import People
 
@@ -82,18 +83,32 @@ def open_issue_counts(engagement_managers: Iterable[EngagementManager]) -> dict[
     count is read and the others dropped here: an IN list of the whole team is a query psycopg cannot cache
     (over 50 parameters) and parses again on each request."""
     counts = dict.fromkeys((em.pk for em in engagement_managers), 0)
-    counts.update((em_id, total) for em_id, total in _OPEN_PER_EM.all() if em_id in counts)
+    counts.update((em_id, total) for em_id, total in _OPEN_PER_EM() if em_id in counts)
     return counts
 
 
-# Built once (each read is a fresh copy): it never changes, and building it cost as much as running it.
-_OPEN_PER_EM = (
-    ScopingIssue.objects.open()
-    .filter(engagement_manager__isnull=False)
-    .order_by()
-    .values_list("engagement_manager")
-    .annotate(total=Count("pk"))
-)
+def _open_per_em() -> QuerySet:
+    return (
+        ScopingIssue.objects.open()
+        .filter(engagement_manager__isnull=False)
+        .order_by()
+        .values_list("engagement_manager")
+        .annotate(total=Count("pk"))
+    )
+
+
+# Every assignment, filtered in _coverage: a team has a few hundred at most, and a query filtered by the
+# page's territories cost more than reading them all.
+def _assignments() -> QuerySet:
+    return TerritoryAssignment.objects.order_by("territory__name", "role", "pk").values_list(
+        "territory_id", "territory__segment", "role", "engagement_manager_id"
+    )
+
+
+# Prepared (see psplan.prepared): triage reads both on every request, and writing their SQL cost as much
+# as running it.
+_OPEN_PER_EM = PreparedRows(_open_per_em)
+_ASSIGNMENTS = PreparedRows(_assignments)
 
 
 @dataclass
@@ -111,20 +126,13 @@ def _coverage(issues: list[TriageIssue], assignable: dict[int, EngagementManager
     territory_ids = {issue.territory_id for issue in issues if issue.territory_id is not None}
     segments = {issue.territory_segment for issue in issues if issue.territory_id is not None}
     found = _Coverage()
-    for territory_id, segment, role, em_id in _ASSIGNMENTS.all():
+    for territory_id, segment, role, em_id in _ASSIGNMENTS():
         em = assignable.get(em_id)
         if em is None or (territory_id not in territory_ids and segment not in segments):
             continue
         found.by_territory.setdefault(territory_id, {}).setdefault(role, []).append(em)
         found.by_segment.setdefault(segment, {})[em.pk] = em
     return found
-
-
-# Every assignment, built once and filtered here: a team has a few hundred at most, and building a query
-# filtered by the page's territories cost more than reading them all.
-_ASSIGNMENTS = TerritoryAssignment.objects.order_by("territory__name", "role", "pk").values_list(
-    "territory_id", "territory__segment", "role", "engagement_manager_id"
-)
 
 
 def suggest(issues: list[TriageIssue], people: People) -> dict[int, Suggestion]:
