@@ -7,7 +7,8 @@ only swaps the values in. The rows, converted as Django converts them, are the q
 
 Only for a queryset whose SQL text does not depend on the values (no `__in` list of them, no None that
 turns into IS NULL, no slice by them): preparing compares the SQL built for two sets of example values and
-refuses one that differs, or whose parameters are not the values themselves.
+refuses one that differs, or whose parameters are not the values themselves. A None passed later is SQL's
+NULL, which equals nothing, where Django's filter(field=None) would have written IS NULL.
 """
 
 from __future__ import annotations
