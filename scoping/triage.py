@@ -9,7 +9,7 @@ from datetime import datetime
 
 from django.db.models import Count, QuerySet
 
-from opportunities.choices import AssignmentRole
+from opportunities.choices import AssignmentRole, Segment
 from opportunities.models import EngagementManager, TerritoryAssignment
 from psplan.prepared import PreparedRows
 from scoping.models import ScopingIssue
@@ -17,6 +17,7 @@ from scoping.selectors import People
 
 # The primary EM is "well above" the team when they carry this many more open issues than the median.
 WELL_ABOVE_MEDIAN = 3
+_SEGMENT_LABELS = dict(Segment.choices)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +183,8 @@ def _suggest_one(
         if chosen != primary:
             reason = (
                 f"{primary} (primary for {territory}) carries {load.get(primary.pk, 0)} open issues, "
-                f"well above the team's median of {median:g}; {chosen} has the fewest in {territory_segment}"
+                f"well above the team's median of {median:g}; {chosen} has the fewest in "
+                f"{_SEGMENT_LABELS.get(territory_segment, territory_segment)}"
             )
             return Suggestion(chosen, territory_segment, reason, candidates)
     chosen = primary or next(iter(roles.get(AssignmentRole.BACKUP, [])), None)

@@ -241,6 +241,10 @@ def test_a_primary_well_above_the_median_gives_way_to_the_least_loaded_em_of_the
     response = reader_client.get("/triage/")
     (row,) = response.context["rows"]
     assert row.suggestion.engagement_manager == same_segment
+    assert row.suggestion.reason == (
+        "Primary (primary for EMEA - Enterprise - DACH) carries 8 open issues, well above the team's median "
+        "of 3; Same Segment has the fewest in Enterprise EMEA"
+    )
     assert [(em.name, load) for em, load in row.suggestion.candidates] == [
         ("Same Segment", 1),
         ("Backup", 3),

@@ -127,7 +127,9 @@ def test_an_em_without_an_account_sees_no_write_the_rules_made_on_others_work(em
     em, other = EngagementManagerFactory(name="Tom Becker", user=None), EngagementManagerFactory()
     refused = {"status": WriteStatus.FAILED, "last_error": "refused"}
     GitLabWrite.objects.create(issue=ScopingIssueFactory(title="his", engagement_manager=em), **refused)
-    GitLabWrite.objects.create(issue=ScopingIssueFactory(title="not his", engagement_manager=other), **refused)
+    GitLabWrite.objects.create(
+        issue=ScopingIssueFactory(title="not his", engagement_manager=other), **refused
+    )
     SalesforceWrite.objects.create(
         opportunity=OpportunityFactory(engagement_manager=other), changes={}, **refused
     )
