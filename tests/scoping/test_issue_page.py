@@ -41,6 +41,7 @@ def test_the_page_shows_the_facts_the_opportunity_and_a_link_to_gitlab(reader_cl
     for text in ("SOW WIP", "Ent_EMEA", "Priya Raman", "Waiting", "Public Sector US", "Initech - Migration"):
         assert text in html
     assert "praman" not in html
+    assert "<dt>Segment</dt><dd>Enterprise EMEA</dd>" in html
     assert f'href="{issue.web_url}" target="_blank" rel="noopener noreferrer">Open in GitLab' in html
 
 
