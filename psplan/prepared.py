@@ -7,8 +7,9 @@ only swaps the values in. The rows, converted as Django converts them, are the q
 
 Only for a queryset whose SQL text does not depend on the values (no `__in` list of them, no None that
 turns into IS NULL, no slice by them): preparing compares the SQL built for two sets of example values and
-refuses one that differs, or whose parameters are not the values themselves. A None passed later is SQL's
-NULL, which equals nothing, where Django's filter(field=None) would have written IS NULL.
+refuses one that differs, or whose parameters are not the values themselves (as the database backend
+adapts them: SQLite, under bin/run, takes dates and times as text). A None passed later is SQL's NULL,
+which equals nothing, where Django's filter(field=None) would have written IS NULL.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class NotPreparable(ValueError):
 class _Prepared:
     sql: str
     params: tuple[Any, ...]
-    slots: dict[int, str]  # parameter index → name of the value that goes there
+    slots: dict[int, tuple[str, Callable[[Any], Any]]]  # parameter index → value's name, backend adapter
     converters: dict[int, tuple[list, Any]]
     names: tuple[str, ...] | None  # values(): the dicts' keys; values_list(): None, rows are tuples
 
@@ -50,8 +51,8 @@ class PreparedRows:
             raise TypeError(f"{self._name} takes {sorted(self._examples)}, not {sorted(values)}")
         prepared = self._prepared.get(using) or self._prepare(using)
         params = list(prepared.params)
-        for index, name in prepared.slots.items():
-            params[index] = values[name]
+        for index, (name, adapt) in prepared.slots.items():
+            params[index] = adapt(values[name])
         connection = connections[using]
         with connection.cursor() as cursor:
             cursor.execute(prepared.sql, params)
@@ -76,15 +77,21 @@ class PreparedRows:
         other_sql, other_params = second.query.get_compiler(using).as_sql()
         if other_sql != sql or len(other_params) != len(params):
             raise NotPreparable(f"{self._name}: the SQL changes with the values")
+        operations = connections[using].ops
+        adapters = (_as_it_is, operations.adapt_datetimefield_value, operations.adapt_datefield_value)
         slots = {}
         for index, (one, two) in enumerate(zip(params, other_params, strict=True)):
             if one == two:
                 continue
-            named = [name for name, (a, b) in self._examples.items() if one == a and two == b]
-            if len(named) != 1:
+            found = [
+                (name, adapt)
+                for name, (a, b) in self._examples.items()
+                if (adapt := _adapter(adapters, a, b, one, two)) is not None
+            ]
+            if len(found) != 1:
                 raise NotPreparable(f"{self._name}: parameter {index} is not one of the values as it is")
-            slots[index] = named[0]
-        if unused := self._examples.keys() - set(slots.values()):
+            slots[index] = found[0]
+        if unused := self._examples.keys() - {name for name, _adapt in slots.values()}:
             raise NotPreparable(f"{self._name}: the SQL does not take {sorted(unused)}")
         columns = [selected[0] for selected in compiler.select[: compiler.col_count]]
         prepared = _Prepared(
@@ -96,6 +103,21 @@ class PreparedRows:
         )
         self._prepared[using] = prepared
         return prepared
+
+
+def _as_it_is(value: Any) -> Any:
+    return value
+
+
+def _adapter(adapters, example: Any, other_example: Any, param: Any, other_param: Any) -> Callable | None:
+    """The first of the backend's adapters that made the two examples into the two parameters, if any."""
+    for adapt in adapters:
+        try:
+            if adapt(example) == param and adapt(other_example) == other_param:
+                return adapt
+        except (TypeError, ValueError, AttributeError):  # a date or time adapter given another type
+            continue
+    return None
 
 
 def _names(query) -> tuple[str, ...]:
