@@ -15,8 +15,11 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-if (BASE_DIR / ".env").is_file():
-    env.read_env(BASE_DIR / ".env")
+# The project folder's .env (bin/run writes one) fills in what the environment leaves unset. PSPLAN_ENV_FILE
+# names another file, or none when empty: bin/test's processes see only the environment the tests give them.
+_ENV_FILE = env.str("PSPLAN_ENV_FILE", default=str(BASE_DIR / ".env"))
+if _ENV_FILE and Path(_ENV_FILE).is_file():
+    env.read_env(_ENV_FILE)
 
 
 def _env_bool(name: str, default: bool) -> bool:

@@ -27,6 +27,7 @@ def _production(*command: str, **env: str) -> subprocess.CompletedProcess:
     environment = {
         **clean,
         "DJANGO_SETTINGS_MODULE": "psplan.settings",
+        "PSPLAN_ENV_FILE": "",
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": GOOD_KEY,
         "DJANGO_ALLOWED_HOSTS": "psplan.example.com",

@@ -29,7 +29,7 @@ def _start(**env: str) -> subprocess.CompletedProcess:
             "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)",
         ],
         cwd=ROOT,
-        env={**clean, "DJANGO_SETTINGS_MODULE": "psplan.settings", **env},
+        env={**clean, "DJANGO_SETTINGS_MODULE": "psplan.settings", "PSPLAN_ENV_FILE": "", **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -40,6 +40,15 @@ def test_production_without_secret_key_refuses_to_start():
     result = _start(DJANGO_DEBUG="0")
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY is not set" in result.stderr
+
+
+def test_the_env_file_fills_in_what_the_environment_leaves_unset(tmp_path):
+    env_file = tmp_path / "psplan.env"
+    env_file.write_text(f"DJANGO_SECRET_KEY={GOOD_KEY}\nDJANGO_DEBUG=1\n")
+    from_file = _start(PSPLAN_ENV_FILE=str(env_file))
+    assert from_file.returncode == 0, from_file.stderr
+    assert from_file.stdout.strip() == "True"
+    assert _start(PSPLAN_ENV_FILE=str(env_file), DJANGO_DEBUG="0").stdout.strip() == "False"
 
 
 def test_debug_mode_starts_with_zero_configuration():
