@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from django.db import connection
+from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabase
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from psplan.prepared import NotPreparable, PreparedRows
+from psplan.prepared import NotPreparable, PreparedRows, _adapter, _as_it_is
 from scoping.models import ScopingIssue
 from tests.factories import EngagementManagerFactory, ScopingIssueFactory
 
@@ -50,14 +51,39 @@ def test_the_rows_are_the_querysets_own_whatever_the_values():
 def test_values_list_rows_are_tuples_in_the_fields_order():
     ScopingIssueFactory(iid=7, title="seven", assignee_usernames=["a"])
     ScopingIssueFactory(iid=8, title="eight", state="closed")
-    titles = PreparedRows(  # the state is a parameter of its own, kept as it is
-        lambda iid: ScopingIssue.objects.filter(iid=iid, state="opened").values_list(
-            "assignee_usernames", "title", "iid"
+    titles = PreparedRows(  # the state is a parameter of its own, before the iid, kept as it is
+        lambda iid: (
+            ScopingIssue.objects.filter(state="opened")
+            .filter(iid=iid)
+            .values_list("assignee_usernames", "title", "iid")
         ),
         iid=(1, 2),
     )
     assert titles(iid=7) == [(["a"], "seven", 7)]
     assert titles(iid=8) == []
+
+
+def test_the_sql_is_built_on_first_use_only():
+    built = []
+
+    def build(iid):
+        built.append(iid)
+        return ScopingIssue.objects.filter(iid=iid).values("iid")
+
+    rows = PreparedRows(build, iid=(1, 2))
+    for iid in (5, 6, 7):
+        rows(iid=iid)
+    assert built == [1, 2]
+
+
+def test_dates_go_in_as_the_backend_took_the_examples():
+    """SQLite (bin/run) takes dates and times as text: a later date is adapted the same way."""
+    sqlite = SQLiteDatabase({**connection.settings_dict, "NAME": ":memory:"}).ops
+    adapters = (_as_it_is, sqlite.adapt_datetimefield_value, sqlite.adapt_datefield_value)
+    first, second = date(2001, 1, 1), date(2002, 2, 2)
+    assert _adapter(adapters, first, second, "2001-01-01", "2002-02-02") == sqlite.adapt_datefield_value
+    assert _adapter(adapters, 1, 2, 1, 2) is _as_it_is
+    assert _adapter(adapters, first, second, "2001-01-01", "2002-02-03") is None
 
 
 def test_each_call_is_one_query():
@@ -96,6 +122,13 @@ def test_none_is_sqls_null_which_equals_nothing():
             {"iid": (1, 2), "gitlab_id": (1, 2)},
             "as it is",
         ),
+        (
+            lambda upward: ScopingIssue.objects.filter(**{"iid__gte" if upward else "iid__lte": 5}).values(
+                "iid"
+            ),
+            {"upward": (True, False)},
+            "changes",
+        ),
         (lambda iid: ScopingIssue.objects.values("iid"), {"iid": (1, 2)}, "does not take"),
         (lambda iid: ScopingIssue.objects.filter(iid=iid), {"iid": (1, 2)}, "values()"),
     ],
@@ -105,6 +138,7 @@ def test_none_is_sqls_null_which_equals_nothing():
         "computed from one",
         "floored",
         "two alike",
+        "another condition",
         "unused",
         "model instances",
     ],
