@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
@@ -46,6 +48,23 @@ def database_url() -> str:
             "the test database is in memory: a worker process cannot open it (bin/test uses PostgreSQL)"
         )
     return f"sqlite:///{name}"
+
+
+def sqlite_process_env(database: Path, **overrides: str) -> dict[str, str]:
+    """The environment for a manage.py process a test starts on its own SQLite database: this one's, without
+    GitLab, Salesforce, Celery or database settings, with psplan.settings and a fresh secret key."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("GITLAB_", "SALESFORCE_", "CELERY_", "DATABASE_URL"))
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="psplan.settings",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        DATABASE_URL=f"sqlite:///{database}",
+        **overrides,
+    )
+    return env
 
 
 @pytest.fixture(scope="session")

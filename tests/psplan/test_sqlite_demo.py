@@ -4,11 +4,11 @@ pages on SQLite as bin/run sets it up, in a process of their own."""
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.conftest import sqlite_process_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,17 +35,7 @@ print(json.dumps({path: client.get(path).status_code for path in paths}))
 
 
 def test_the_em_pages_answer_on_sqlite_with_the_demo_data(tmp_path):
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("GITLAB_", "SALESFORCE_", "CELERY_", "DATABASE_URL"))
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="psplan.settings",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-        DJANGO_DEBUG="1",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}",
-    )
+    env = sqlite_process_env(tmp_path / "demo.sqlite3", DJANGO_DEBUG="1")
 
     done = subprocess.run(
         [sys.executable, "-c", _VISIT_AS_EM], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +17,7 @@ from scoping import services
 from scoping.choices import Stage
 from scoping.models import GitLabWrite, ScopingIssue
 from scoping.sync import sync_lock
+from tests.conftest import sqlite_process_env
 from tests.scoping.conftest import GITLAB_PROJECT_ID, SCOPING, recently, seed
 
 pytestmark = pytest.mark.django_db
@@ -169,16 +168,7 @@ def test_a_progress_bar_is_shown_only_on_a_terminal(gitlab_on):
 
 
 def test_the_command_exits_non_zero_with_the_message_and_no_traceback(tmp_path):
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("GITLAB_", "SALESFORCE_", "CELERY_", "DATABASE_URL"))
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="psplan.settings",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'unused.sqlite3'}",
-    )
+    env = sqlite_process_env(tmp_path / "unused.sqlite3")
 
     done = subprocess.run(
         [sys.executable, "manage.py", "sync", "--gitlab-only"],
