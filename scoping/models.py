@@ -53,9 +53,14 @@ def goes_stale_soon(*, last_activity_at: datetime, keep_open_until: date | None,
     """_going_stale() for one open issue's values, for pages that read rows rather than filter on it: the
     same comparisons with the same cut-offs, so that the page and the SQL agree even at a month's end."""
     window_end = _warning_ends(as_of)
-    return stale_cutoff(as_of) <= last_activity_at < stale_cutoff(window_end) and not (
-        keep_open_until is not None and keep_open_until >= timezone.localdate(window_end)
+    return stale_cutoff(as_of) <= last_activity_at < stale_cutoff(window_end) and not _kept_open(
+        keep_open_until, on=window_end
     )
+
+
+def _kept_open(keep_open_until: date | None, *, on: datetime) -> bool:
+    """`Q(keep_open_until__gte=timezone.localdate(on))` on one row's value."""
+    return keep_open_until is not None and keep_open_until >= timezone.localdate(on)
 
 
 class ScopingIssueQuerySet(models.QuerySet):
@@ -185,7 +190,7 @@ class ScopingIssue(models.Model):
         return add_months(self.last_activity_at, settings.PSPLAN_STALE_AFTER_MONTHS)
 
     def has_live_override(self, *, as_of: datetime) -> bool:
-        return self.keep_open_until is not None and self.keep_open_until >= timezone.localdate(as_of)
+        return _kept_open(self.keep_open_until, on=as_of)
 
     # The conditions of _stale() and _going_stale() on this row (see goes_stale_soon()).
     def is_stale(self, *, as_of: datetime) -> bool:
