@@ -373,6 +373,11 @@ def _triage_rows(request, issues: list[TriageIssue], *, posted: TriageForm | Non
     return triage_rows(issues, people=people(request.user), as_of=timezone.now(), posted=posted)
 
 
+def _triage_row(request, issue: ScopingIssue, *, posted: TriageForm | None = None) -> TriageRow:
+    """One issue's row, as triage shows it now, whether it still waits or not."""
+    return _triage_rows(request, triage_issues(ScopingIssue.objects.filter(pk=issue.pk)), posted=posted)[0]
+
+
 def _triage_context(request, **extra) -> dict:
     page = triage_page(request.GET.get("page"))
     return {
@@ -414,8 +419,9 @@ def triage_issue(request, iid: int):
     issue = get_object_or_404(ScopingIssue.objects.current(), iid=iid)
     form = TriageForm(request.POST)
     if not form.is_valid():
-        row = _triage_rows(request, triage_issues(ScopingIssue.objects.filter(pk=issue.pk)), posted=form)[0]
-        return render(request, "scoping/_triage_row.html", {"row": row}, status=400)
+        return render(
+            request, "scoping/_triage_row.html", {"row": _triage_row(request, issue, posted=form)}, status=400
+        )
     done = _triage_one(issue, **form.cleaned_data, actor=request.user)
     messages.success(request, f"#{issue.iid} triaged to {done['engagement_manager'].name}.")
     if not request.htmx:
@@ -437,6 +443,7 @@ def accept_suggestions(request):
     if not form.is_valid():
         messages.error(request, "Select rows that are still waiting for triage.")
         return _triage_answer(request, "scoping/_triage_queue.html", _triage_context(request), status=400)
+    # Read by id, not as still untriaged: every issue read above gets its suggestion.
     suggestions = suggest(
         triage_issues(
             ScopingIssue.objects.filter(pk__in=[issue.pk for issue in untriaged]).order_by("created_at", "pk")
@@ -475,8 +482,9 @@ def undo_triage(request, iid: int):
     messages.success(request, f"Triage of #{issue.iid} undone.")
     if not request.htmx:
         return redirect("scoping:triage")
-    row = _triage_rows(request, triage_issues(ScopingIssue.objects.filter(pk=issue.pk)))[0]
-    return _triage_answer(request, "scoping/_triage_row.html", {"row": row, "row_oob": True})
+    return _triage_answer(
+        request, "scoping/_triage_row.html", {"row": _triage_row(request, issue), "row_oob": True}
+    )
 
 
 # --- My work ---------------------------------------------------------------------------------------
