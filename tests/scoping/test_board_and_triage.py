@@ -161,6 +161,19 @@ def test_text_from_gitlab_and_salesforce_on_a_card_is_escaped(em_client, em_user
     assert "<b>Acme" not in html and "&lt;b&gt;Acme&lt;/b&gt; &amp; Sons" in html
 
 
+def test_text_from_gitlab_and_salesforce_on_a_triage_row_is_escaped(em_client):
+    account = AccountFactory(name="<b>Acme</b> & Sons", sales_territory='EMEA "<script>x</script>')
+    ScopingIssueFactory(
+        title="<img src=x onerror=alert(1)>",
+        labels=[SC, "Open"],
+        opportunity=OpportunityFactory(account=account),
+    )
+    html = em_client.get("/triage/").content.decode()
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "<b>Acme" not in html and "&lt;b&gt;Acme&lt;/b&gt; &amp; Sons" in html
+    assert "<script>x" not in html and "EMEA &quot;&lt;script&gt;x&lt;/script&gt;" in html
+
+
 @pytest.mark.parametrize("board", ["all", "mine"])
 def test_board_query_count_does_not_grow_with_cards(em_client, em_user, board):
     em = em_user.engagement_manager
